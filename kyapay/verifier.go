@@ -1,0 +1,452 @@
+package kyapay
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+	"unsafe"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+)
+
+// KeySource resolves the public key an issuer signed with. The jwks
+// package's *jwks.Cache implements it. Key must return an error wrapping
+// [ErrKeyUnknown] when the issuer has no key with that kid, and any other
+// error when the keys could not be loaded (reported as keys_unavailable,
+// which is never blamed on the buyer).
+type KeySource interface {
+	Key(ctx context.Context, issuer, kid string) (*ecdsa.PublicKey, error)
+}
+
+// Defaults for [VerifierConfig].
+const (
+	// DefaultLeeway is the clock-skew tolerance applied to exp, nbf and iat.
+	DefaultLeeway = 30 * time.Second
+	// DefaultMaxTokenBytes bounds the header value before any decoding.
+	DefaultMaxTokenBytes = 8 << 10
+	// DefaultCacheSize is the number of verified tokens remembered.
+	DefaultCacheSize = 10_000
+)
+
+// VerifierConfig configures a [Verifier]. Zero values mean the documented
+// defaults; checks whose expected value is empty are not performed.
+type VerifierConfig struct {
+	// Issuers are the trusted iss values, compared exactly. Required.
+	// Use ProductionIssuer and/or SandboxIssuer for Skyfire.
+	Issuers []string
+	// Keys resolves signing keys. Required: usually a *jwks.Cache
+	// (see [NewJWKSVerifier] for a one-call setup).
+	Keys KeySource
+	// Audience is the expected aud, the seller agent's account ID. Empty:
+	// not checked.
+	Audience string
+	// ServiceID is the expected ssi (seller service ID) and SellerDomain the
+	// expected sdm. If either is set, a token passes when its ssi equals
+	// ServiceID or its sdm equals SellerDomain (and its srl, if any, is on
+	// that domain). Both empty: not checked.
+	ServiceID    string
+	SellerDomain string
+	// Env is the expected env claim, EnvProduction or EnvSandbox. Empty:
+	// not checked.
+	Env string
+	// AcceptedTypes is the set of token types accepted at all. Zero means
+	// all three; routes narrow it further.
+	AcceptedTypes TokenTypes
+	// Leeway is the tolerated clock skew for exp, nbf and iat. Zero means
+	// DefaultLeeway (30 s); it must not be negative.
+	Leeway time.Duration
+	// MaxTokenBytes limits the token's length, checked before any decoding.
+	// Zero means DefaultMaxTokenBytes (8 KiB).
+	MaxTokenBytes int
+	// CacheSize is how many verified tokens are remembered, keyed by the
+	// exact token string, so a token reused across requests is verified
+	// once. Zero means DefaultCacheSize; negative disables the cache. A
+	// cached token's exp is re-checked on every hit.
+	CacheSize int
+	// Clock returns the current time. Default: time.Now.
+	Clock func() time.Time
+}
+
+// Verifier verifies KYAPay tokens offline. It is safe for concurrent use by
+// multiple goroutines; build one per process and share it.
+type Verifier struct {
+	issuers       map[string]bool
+	keys          KeySource
+	audience      string
+	serviceID     string
+	sellerDomain  string
+	env           string
+	types         TokenTypes
+	leeway        time.Duration
+	maxTokenBytes int
+	now           func() time.Time
+	cache         *lru.Cache[string, *Claims] // nil when disabled
+	closer        func() error
+}
+
+// NewVerifier validates cfg and returns a Verifier.
+func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
+	v := &Verifier{
+		issuers:       make(map[string]bool, len(cfg.Issuers)),
+		keys:          cfg.Keys,
+		audience:      cfg.Audience,
+		serviceID:     cfg.ServiceID,
+		sellerDomain:  strings.ToLower(strings.TrimSuffix(cfg.SellerDomain, ".")),
+		env:           cfg.Env,
+		types:         cfg.AcceptedTypes,
+		leeway:        cfg.Leeway,
+		maxTokenBytes: cfg.MaxTokenBytes,
+		now:           cfg.Clock,
+	}
+	if len(cfg.Issuers) == 0 {
+		return nil, errors.New("kyapay: invalid config: no trusted issuers")
+	}
+	for _, iss := range cfg.Issuers {
+		if iss == "" || strings.TrimSpace(iss) != iss {
+			return nil, fmt.Errorf("kyapay: invalid config: issuer %q is empty or has surrounding space", iss)
+		}
+		v.issuers[iss] = true
+	}
+	if v.keys == nil {
+		return nil, errors.New("kyapay: invalid config: Keys is required (for example a *jwks.Cache)")
+	}
+	switch cfg.Env {
+	case "", EnvProduction, EnvSandbox:
+	default:
+		return nil, fmt.Errorf("kyapay: invalid config: Env %q is not %q or %q", cfg.Env, EnvProduction, EnvSandbox)
+	}
+	if v.types == 0 {
+		v.types = AnyType
+	}
+	if v.types&^AnyType != 0 {
+		return nil, fmt.Errorf("kyapay: invalid config: unknown token types %#x", uint8(v.types))
+	}
+	if v.leeway == 0 {
+		v.leeway = DefaultLeeway
+	}
+	if v.leeway < 0 {
+		return nil, errors.New("kyapay: invalid config: Leeway is negative")
+	}
+	if v.maxTokenBytes == 0 {
+		v.maxTokenBytes = DefaultMaxTokenBytes
+	}
+	if v.maxTokenBytes < 128 {
+		return nil, fmt.Errorf("kyapay: invalid config: MaxTokenBytes %d is too small", v.maxTokenBytes)
+	}
+	if v.now == nil {
+		v.now = time.Now
+	}
+	size := cfg.CacheSize
+	if size == 0 {
+		size = DefaultCacheSize
+	}
+	if size > 0 {
+		c, err := lru.New[string, *Claims](size)
+		if err != nil {
+			return nil, fmt.Errorf("kyapay: invalid config: %w", err)
+		}
+		v.cache = c
+	}
+	return v, nil
+}
+
+// Close releases what the Verifier owns: the key cache if it was built by
+// [NewJWKSVerifier]. A Verifier given its Keys does not close them.
+func (v *Verifier) Close() error {
+	if v.closer != nil {
+		return v.closer()
+	}
+	return nil
+}
+
+// Verify checks a compact JWS token and returns its claims. The order of
+// checks is: size, structure and strict base64url, header (alg ES256 only,
+// no key-reference or critical parameters, typ, kid), claims (issuer
+// allow-list, exp, nbf, iat, jti, sub, cnf, audience, service, env,
+// payment claims), and only then the key lookup and the signature, so a
+// token that fails a cheap check never causes a key fetch.
+//
+// Every error is a *[Error]; its Message is safe to show the caller.
+func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
+	if token == "" {
+		return nil, ErrTokenMissing
+	}
+	if len(token) > v.maxTokenBytes {
+		return nil, ErrTokenTooLarge
+	}
+	now := v.now()
+	if v.cache != nil {
+		if c, ok := v.cache.Get(token); ok {
+			if now.After(c.Expiry.Add(v.leeway)) {
+				v.cache.Remove(token)
+				return nil, ErrTokenExpired
+			}
+			return c, nil
+		}
+	}
+	c, err := v.verify(ctx, token, now)
+	if err != nil {
+		return nil, err
+	}
+	if v.cache != nil {
+		v.cache.Add(token, c)
+	}
+	return c, nil
+}
+
+var b64 = base64.RawURLEncoding.Strict()
+
+func (v *Verifier) verify(ctx context.Context, token string, now time.Time) (*Claims, error) {
+	dot1 := strings.IndexByte(token, '.')
+	if dot1 < 0 {
+		return nil, malformed("not three dot-separated parts")
+	}
+	rest := token[dot1+1:]
+	dot2 := strings.IndexByte(rest, '.')
+	if dot2 < 0 {
+		return nil, malformed("not three dot-separated parts")
+	}
+	dot2 += dot1 + 1
+	hdrB64, payB64, sigB64 := token[:dot1], token[dot1+1:dot2], token[dot2+1:]
+	if strings.IndexByte(sigB64, '.') >= 0 {
+		return nil, malformed("not three dot-separated parts (JWE is not accepted)")
+	}
+	if hdrB64 == "" || payB64 == "" || sigB64 == "" {
+		return nil, malformed("empty part")
+	}
+
+	// Header: decoded into a stack buffer; it is not kept.
+	var hbuf [512]byte
+	hdrBytes, err := decodeInto(hbuf[:], hdrB64)
+	if err != nil {
+		return nil, malformed("header is not strict base64url")
+	}
+	h, err := parseHeader(unsafe.String(unsafe.SliceData(hdrBytes), len(hdrBytes)))
+	if err != nil {
+		return nil, malformed("header is not a JSON object")
+	}
+	if h.alg != "ES256" {
+		return nil, NewError(CodeAlgorithmNotAllowed, "", fmt.Errorf("alg %q", clip(h.alg)))
+	}
+	if h.forbidden != "" {
+		return nil, NewError(CodeHeaderNotAllowed, "token header parameter "+h.forbidden+" is not allowed", nil)
+	}
+	typ, gen, ok := parseTyp(h.typ)
+	if !ok {
+		if h.typ == "" {
+			return nil, malformed("typ header missing")
+		}
+		return nil, NewError(CodeTypeNotAccepted, "token typ is not a KYAPay type", fmt.Errorf("typ %q", clip(h.typ)))
+	}
+	if !v.types.Contains(typ) {
+		return nil, ErrTypeNotAccepted
+	}
+	if h.kid == "" {
+		return nil, malformed("kid header missing")
+	}
+
+	// Signature: exactly 64 bytes, r || s.
+	var sig [64]byte
+	if b64.DecodedLen(len(sigB64)) != len(sig) {
+		return nil, ErrSignatureInvalid
+	}
+	if n, err := b64.Decode(sig[:], unsafe.Slice(unsafe.StringData(sigB64), len(sigB64))); err != nil || n != len(sig) {
+		return nil, ErrSignatureInvalid
+	}
+
+	// Payload: kept by the returned Claims, whose strings point into it.
+	payload := make([]byte, b64.DecodedLen(len(payB64)))
+	n, err := b64.Decode(payload, unsafe.Slice(unsafe.StringData(payB64), len(payB64)))
+	if err != nil {
+		return nil, malformed("payload is not strict base64url")
+	}
+	payload = payload[:n]
+	c := &Claims{Type: typ, Generation: gen, KeyID: h.kid}
+	var st payloadState
+	if err := parsePayload(payload, c, &st); err != nil {
+		var ce *claimError
+		if errors.As(err, &ce) {
+			return nil, NewError(CodeClaimInvalid, "token claim "+ce.claim+" is invalid", err)
+		}
+		return nil, malformed("payload is not a JSON object with unique claims")
+	}
+	if st.legacy {
+		c.Generation = GenerationLegacy
+	}
+	if err := v.checkClaims(c, &st, now); err != nil {
+		return nil, err
+	}
+
+	// Key and signature last.
+	pub, err := v.keys.Key(ctx, c.Issuer, h.kid)
+	if err != nil {
+		return nil, keyError(err)
+	}
+	if !verifyES256(pub, token[:dot2], &sig) {
+		return nil, ErrSignatureInvalid
+	}
+	return c, nil
+}
+
+func (v *Verifier) checkClaims(c *Claims, st *payloadState, now time.Time) error {
+	if c.Issuer == "" {
+		return NewError(CodeClaimMissing, "token lacks the iss claim", nil)
+	}
+	if !v.issuers[c.Issuer] {
+		return NewError(CodeIssuerUntrusted, "", fmt.Errorf("iss %q", clip(c.Issuer)))
+	}
+	if !st.hasExp {
+		return NewError(CodeClaimMissing, "token lacks the exp claim", nil)
+	}
+	if now.After(c.Expiry.Add(v.leeway)) {
+		return ErrTokenExpired
+	}
+	if !c.NotBefore.IsZero() && c.NotBefore.After(now.Add(v.leeway)) {
+		return ErrTokenNotYetValid
+	}
+	if !c.IssuedAt.IsZero() && c.IssuedAt.After(now.Add(v.leeway)) {
+		return NewError(CodeTokenNotYetValid, "token was issued in the future", nil)
+	}
+	if c.ID == "" {
+		return NewError(CodeClaimMissing, "token lacks the jti claim", nil)
+	}
+	if c.Subject == "" {
+		return NewError(CodeClaimMissing, "token lacks the sub claim", nil)
+	}
+	if st.hasCnf {
+		return ErrConfirmationRequired
+	}
+	if v.audience != "" && !c.hasAudience(v.audience) {
+		return ErrAudienceMismatch
+	}
+	if (v.serviceID != "" || v.sellerDomain != "") && !v.targetsUs(c) {
+		return ErrServiceMismatch
+	}
+	if v.env != "" && c.Env != v.env {
+		return ErrEnvMismatch
+	}
+	if c.Type.HasPayment() {
+		if !c.HasAmount {
+			return NewError(CodeClaimMissing, "pay token lacks the amt claim", nil)
+		}
+		if c.Currency != "" && c.Currency != "USD" {
+			return NewError(CodeClaimInvalid, "token currency is not USD", nil)
+		}
+	}
+	return nil
+}
+
+func (c *Claims) hasAudience(aud string) bool {
+	if c.Audiences == nil {
+		return c.Audience == aud
+	}
+	for _, a := range c.Audiences {
+		if a == aud {
+			return true
+		}
+	}
+	return false
+}
+
+// targetsUs applies Skyfire's rule: ssi equals our service ID, or sdm
+// equals our domain and srl, if present, is on it.
+func (v *Verifier) targetsUs(c *Claims) bool {
+	if v.serviceID != "" && c.ServiceID == v.serviceID {
+		return true
+	}
+	if v.sellerDomain == "" || !strings.EqualFold(strings.TrimSuffix(c.SellerDomain, "."), v.sellerDomain) {
+		return false
+	}
+	if c.SellerURL == "" {
+		return true
+	}
+	u, err := url.Parse(c.SellerURL)
+	if err != nil {
+		return false
+	}
+	host := strings.ToLower(u.Hostname())
+	return host == v.sellerDomain || strings.HasSuffix(host, "."+v.sellerDomain)
+}
+
+// keyError maps a KeySource error to a refusal.
+func keyError(err error) error {
+	if errors.Is(err, ErrKeyUnknown) {
+		return NewError(CodeKeyUnknown, "", err)
+	}
+	return NewError(CodeKeysUnavailable, "", err)
+}
+
+func malformed(why string) error {
+	return NewError(CodeTokenMalformed, "", errors.New(why))
+}
+
+// decodeInto decodes strict base64url s into buf if it fits, allocating
+// otherwise.
+func decodeInto(buf []byte, s string) ([]byte, error) {
+	n := b64.DecodedLen(len(s))
+	if n > len(buf) {
+		buf = make([]byte, n)
+	}
+	m, err := b64.Decode(buf[:n], unsafe.Slice(unsafe.StringData(s), len(s)))
+	return buf[:m], err
+}
+
+// verifyES256 checks sig (r || s) over signingInput with pub. It encodes
+// the signature as ASN.1 DER on the stack and uses ecdsa.VerifyASN1, which
+// allocates about half as much as ecdsa.Verify with big.Ints.
+func verifyES256(pub *ecdsa.PublicKey, signingInput string, sig *[64]byte) bool {
+	if pub == nil || pub.Curve != elliptic.P256() {
+		return false
+	}
+	digest := sha256.Sum256(unsafe.Slice(unsafe.StringData(signingInput), len(signingInput)))
+	var der [72]byte
+	n := encodeDERSignature(der[:], sig[:32], sig[32:])
+	if n == 0 {
+		return false
+	}
+	return ecdsa.VerifyASN1(pub, digest[:], der[:n])
+}
+
+// encodeDERSignature writes SEQUENCE { INTEGER r, INTEGER s } into dst (at
+// least 72 bytes) and returns its length, or 0 if r or s is zero.
+func encodeDERSignature(dst, r, s []byte) int {
+	ri := derInt(dst[2:], r)
+	if ri == 0 {
+		return 0
+	}
+	si := derInt(dst[2+ri:], s)
+	if si == 0 {
+		return 0
+	}
+	dst[0] = 0x30
+	dst[1] = byte(ri + si)
+	return 2 + ri + si
+}
+
+// derInt writes a minimal DER INTEGER for the unsigned big-endian x.
+func derInt(dst, x []byte) int {
+	for len(x) > 0 && x[0] == 0 {
+		x = x[1:]
+	}
+	if len(x) == 0 {
+		return 0
+	}
+	pad := 0
+	if x[0]&0x80 != 0 {
+		pad = 1
+	}
+	dst[0] = 0x02
+	dst[1] = byte(len(x) + pad)
+	if pad == 1 {
+		dst[2] = 0
+	}
+	copy(dst[2+pad:], x)
+	return 2 + pad + len(x)
+}
