@@ -1,0 +1,141 @@
+package kyapaytest
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/kyapay/kyapay-go/kyapay"
+)
+
+// Charge is one successful charge recorded by the fake API.
+type Charge struct {
+	// TokenID is the charged token's jti.
+	TokenID string
+	// ChargeID identifies the charge; the charge API returned it as
+	// transactionId.
+	ChargeID string
+	// Amount is the amount charged.
+	Amount kyapay.Amount
+	// At is the issuer clock's time of the charge.
+	At time.Time
+}
+
+// tokenRecord is the ledger entry of one minted token. Guarded by
+// Issuer.ledgerMu.
+type tokenRecord struct {
+	typ      kyapay.TokenType
+	original kyapay.Amount // the token amount; zero if absent or malformed
+	balance  kyapay.Amount
+	charges  []Charge
+}
+
+// ledgerAmounts returns the original amount and starting balance a token
+// minted with s gets; both are zero for kya tokens. It panics if the
+// Balance option is invalid.
+func ledgerAmounts(typ kyapay.TokenType, s *tokenSpec) (original, balance kyapay.Amount) {
+	if !typ.HasPayment() {
+		return original, balance
+	}
+	if raw, ok := tokenAmountString(typ, s); ok {
+		original, _ = kyapay.ParseAmount(raw) // malformed counts as zero
+	}
+	balance = original
+	if s.balance != nil {
+		b, err := kyapay.ParseAmount(*s.balance)
+		if err != nil {
+			panic(fmt.Sprintf("kyapaytest: Balance(%q): %v", *s.balance, err))
+		}
+		balance = b
+	}
+	return original, balance
+}
+
+// openLedger records a minted token unless its jti is already known.
+func (i *Issuer) openLedger(jti string, typ kyapay.TokenType, original, balance kyapay.Amount) {
+	i.ledgerMu.Lock()
+	defer i.ledgerMu.Unlock()
+	if _, ok := i.tokens[jti]; ok {
+		return
+	}
+	i.tokens[jti] = &tokenRecord{typ: typ, original: original, balance: balance}
+}
+
+// chargeOutcome is why a ledger charge failed.
+type chargeOutcome int
+
+const (
+	chargeOK chargeOutcome = iota
+	chargeUnknownToken
+	chargeNotPayable
+	chargeOverOriginal
+	chargeOverBalance
+)
+
+// charge subtracts amount from the token's balance and records the charge,
+// atomically. It returns the charge and the remaining balance.
+func (i *Issuer) charge(jti string, amount kyapay.Amount) (Charge, kyapay.Amount, kyapay.Amount, chargeOutcome) {
+	now := i.now()
+	i.ledgerMu.Lock()
+	defer i.ledgerMu.Unlock()
+	rec, ok := i.tokens[jti]
+	if !ok {
+		return Charge{}, kyapay.Amount{}, kyapay.Amount{}, chargeUnknownToken
+	}
+	if !rec.typ.HasPayment() {
+		return Charge{}, rec.balance, rec.original, chargeNotPayable
+	}
+	if amount.Cmp(rec.original) > 0 {
+		return Charge{}, rec.balance, rec.original, chargeOverOriginal
+	}
+	rest, err := rec.balance.Sub(amount)
+	if err != nil {
+		return Charge{}, rec.balance, rec.original, chargeOverBalance
+	}
+	c := Charge{TokenID: jti, ChargeID: newUUID(), Amount: amount, At: now}
+	rec.balance = rest
+	rec.charges = append(rec.charges, c)
+	i.charges = append(i.charges, c)
+	return c, rest, rec.original, chargeOK
+}
+
+// lookupToken returns a copy of the token's type, balance and charges.
+func (i *Issuer) lookupToken(jti string) (typ kyapay.TokenType, balance kyapay.Amount, charges []Charge, ok bool) {
+	i.ledgerMu.Lock()
+	defer i.ledgerMu.Unlock()
+	rec, ok := i.tokens[jti]
+	if !ok {
+		return 0, kyapay.Amount{}, nil, false
+	}
+	return rec.typ, rec.balance, slices.Clone(rec.charges), true
+}
+
+// Charges returns a copy of every successful charge, in the order they
+// were made.
+func (i *Issuer) Charges() []Charge {
+	i.ledgerMu.Lock()
+	defer i.ledgerMu.Unlock()
+	return slices.Clone(i.charges)
+}
+
+// ChargesFor returns a copy of the successful charges on the token with
+// the given jti, oldest first; nil if there are none.
+func (i *Issuer) ChargesFor(jti string) []Charge {
+	_, _, charges, _ := i.lookupToken(jti)
+	return charges
+}
+
+// ChargeCount returns the number of successful charges.
+func (i *Issuer) ChargeCount() int {
+	i.ledgerMu.Lock()
+	defer i.ledgerMu.Unlock()
+	return len(i.charges)
+}
+
+// Balance returns the remaining balance of the token with the given jti
+// (see [TokenID]), and whether the issuer minted such a token. kya tokens
+// have a zero balance.
+func (i *Issuer) Balance(jti string) (kyapay.Amount, bool) {
+	_, b, _, ok := i.lookupToken(jti)
+	return b, ok
+}
