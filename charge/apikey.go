@@ -1,0 +1,43 @@
+package charge
+
+import (
+	"fmt"
+	"log/slog"
+)
+
+// redacted is what an [APIKey] prints as, whatever the verb or encoder.
+const redacted = "[REDACTED]"
+
+// APIKey is a Skyfire seller agent API key. It never prints itself: String,
+// every fmt verb (%v %+v %#v %s %q %x %X %d ...), GoString, slog (LogValue),
+// MarshalJSON and MarshalText all give "[REDACTED]". Call [APIKey.Reveal]
+// to get the secret.
+//
+// Limits: string(key) reveals it, and so do printers that bypass methods:
+// fmt on a struct that holds an APIKey in an unexported field, and
+// encoding/json on a map keyed by APIKey (string-kinded keys are written
+// as is). Keep keys in exported fields or in a [Config].
+type APIKey string
+
+// Reveal returns the secret key.
+func (k APIKey) Reveal() string { return string(k) }
+
+// String returns "[REDACTED]".
+func (k APIKey) String() string { return redacted }
+
+// GoString returns "[REDACTED]".
+func (k APIKey) GoString() string { return redacted }
+
+// Format writes "[REDACTED]" for every verb and flag, so no fmt verb
+// (including %x, %q and %#v) can reveal the key.
+func (k APIKey) Format(f fmt.State, verb rune) { _, _ = f.Write([]byte(redacted)) }
+
+// LogValue makes log/slog print "[REDACTED]".
+func (k APIKey) LogValue() slog.Value { return slog.StringValue(redacted) }
+
+// MarshalJSON returns the JSON string "[REDACTED]".
+func (k APIKey) MarshalJSON() ([]byte, error) { return []byte(`"` + redacted + `"`), nil }
+
+// MarshalText returns "[REDACTED]", for encoders that honour
+// encoding.TextMarshaler (encoding/xml, most YAML and TOML encoders).
+func (k APIKey) MarshalText() ([]byte, error) { return []byte(redacted), nil }

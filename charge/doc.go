@@ -1,0 +1,62 @@
+// Package charge is a client for Skyfire's seller APIs: charging a buyer's
+// KYAPay pay token, introspecting a token and listing a token's charges.
+//
+// Create one [Client] per process (per API key) with [New] and share it; it
+// is safe for concurrent use and keeps a keep-alive connection pool.
+//
+//	c, err := charge.New(charge.Config{
+//		BaseURL: charge.ProductionBaseURL,
+//		APIKey:  charge.APIKey(os.Getenv("SKYFIRE_API_KEY")),
+//	})
+//	receipt, err := c.Charge(ctx, token, kyapay.MustParseAmount("0.01"))
+//
+// # Did the charge happen?
+//
+// Skyfire's charge API has no idempotency key, so a charge that is sent
+// twice may be charged twice. Every failure is an [*Error] whose [Outcome]
+// says what is known about the money:
+//
+//   - [OutcomeDeclined]: Skyfire refused (4xx). Nothing was charged; the
+//     agent may pay again, e.g. with a 402 and a new token when the Reason is
+//     [ReasonInsufficientBalance].
+//   - [OutcomeUnknown]: the request may have reached Skyfire and no
+//     definite answer came back (timeout or lost connection after sending,
+//     5xx, an unparseable 2xx). Do not answer 402: the agent would pay
+//     twice. Answer with a server error, keep the token and reconcile later
+//     with [Client.TokenCharges].
+//   - [OutcomeNotSent]: nothing left this process (bad arguments, DNS or
+//     dial failure, context done before a connection was obtained). Nothing
+//     was charged.
+//
+// Whether a request may have been sent is decided with net/http/httptrace:
+// once the Transport has a connection for the request (GotConn), or has
+// written any part of it, a failure is OutcomeUnknown. Only OutcomeNotSent
+// failures are retried (Config.MaxRetries); nothing else ever is. Redirects
+// are never followed.
+//
+// Use [OutcomeOf], or errors.Is with [ErrDeclined], [ErrUnknownOutcome],
+// [ErrNotSent] and [ErrInsufficientBalance]. A timed-out call also matches
+// context.DeadlineExceeded, a cancelled one context.Canceled.
+//
+// # Status and code mapping
+//
+// Non-2xx answers carry Skyfire's envelope
+// {"code":"...","message":"...","details":{...}}. 4xx is OutcomeDeclined
+// with Reason from the code (or, without a known code, the status):
+// PAYMENT_ERROR, PAYMENT_DECLINED, 402 → insufficient balance;
+// NOT_AUTHORIZED, FORBIDDEN, 401, 403 → token rejected; BAD_REQUEST,
+// VALIDATION_ERROR, NOT_FOUND, 400, 404, 422 → invalid request;
+// NOT_ELIGIBLE, 409 → not eligible; 429 → rate limited. 5xx, 1xx and 3xx
+// are OutcomeUnknown.
+//
+// # Secrets
+//
+// [APIKey] prints as "[REDACTED]" through fmt, log/slog and encoding/json.
+// Errors never contain the token or the key: upstream text is scrubbed of
+// both (and of anything JWT-shaped) and clipped.
+//
+// # Money
+//
+// Amounts are [kyapay.Amount] values, exact to the micro-dollar, sent and
+// parsed as decimal strings. No floating point is involved.
+package charge

@@ -1,0 +1,146 @@
+package charge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+)
+
+func TestErrorString(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		err  *Error
+		want string
+	}{
+		{"declined", &Error{Op: "charge", Outcome: OutcomeDeclined, Reason: ReasonInsufficientBalance, Status: 402,
+			Code: "PAYMENT_ERROR", Message: "Charge amount exceeds token value"},
+			"charge: charge declined (insufficient_balance): HTTP 402 PAYMENT_ERROR: Charge amount exceeds token value"},
+		{"details sorted", &Error{Op: "charge", Outcome: OutcomeDeclined, Reason: ReasonInvalidRequest, Status: 422,
+			Code: "VALIDATION_ERROR", Message: "bad", Details: map[string]string{"z": "last", "a": "first"}},
+			"charge: charge declined (invalid_request): HTTP 422 VALIDATION_ERROR: bad [a: first; z: last]"},
+		{"unknown with cause", &Error{Op: "introspect", Outcome: OutcomeUnknown, Reason: ReasonTransport,
+			Message: "request may have been sent", Err: io.ErrUnexpectedEOF},
+			"charge: introspect outcome unknown (transport): request may have been sent: unexpected EOF"},
+		{"not sent", &Error{Op: "charges", Outcome: OutcomeNotSent, Reason: ReasonInvalidRequest, Message: "jti is empty"},
+			"charge: charges not sent (invalid_request): jti is empty"},
+		{"code without status", &Error{Outcome: OutcomeUnknown, Code: "X"}, "charge: outcome unknown (other): X"},
+	}
+	for _, tt := range tests {
+		if got := tt.err.Error(); got != tt.want {
+			t.Errorf("%s: got %q; want %q", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestErrorIs(t *testing.T) {
+	t.Parallel()
+	declined := &Error{Outcome: OutcomeDeclined, Reason: ReasonInsufficientBalance}
+	wrapped := fmt.Errorf("middleware: %w", declined)
+	timeout := &Error{Outcome: OutcomeUnknown, Reason: ReasonTransport, Err: fmt.Errorf("x: %w", context.DeadlineExceeded)}
+	tests := []struct {
+		name   string
+		err    error
+		target error
+		want   bool
+	}{
+		{"declined is ErrDeclined", declined, ErrDeclined, true},
+		{"declined is ErrInsufficientBalance", declined, ErrInsufficientBalance, true},
+		{"declined is not ErrUnknownOutcome", declined, ErrUnknownOutcome, false},
+		{"declined is not ErrNotSent", declined, ErrNotSent, false},
+		{"wrapped declined", wrapped, ErrInsufficientBalance, true},
+		{"token rejected is not insufficient", &Error{Outcome: OutcomeDeclined, Reason: ReasonTokenRejected}, ErrInsufficientBalance, false},
+		{"timeout is unknown", timeout, ErrUnknownOutcome, true},
+		{"timeout is DeadlineExceeded", timeout, context.DeadlineExceeded, true},
+		{"timeout is not Canceled", timeout, context.Canceled, false},
+		{"not sent", &Error{Outcome: OutcomeNotSent}, ErrNotSent, true},
+		{"zero Error is unknown", &Error{}, ErrUnknownOutcome, true},
+		{"unrelated target", declined, io.EOF, false},
+	}
+	for _, tt := range tests {
+		if got := errors.Is(tt.err, tt.target); got != tt.want {
+			t.Errorf("%s: errors.Is = %v; want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestOutcomeOf(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		err  error
+		want Outcome
+		rsn  Reason
+	}{
+		{"nil", nil, OutcomeUnknown, ReasonOther},
+		{"foreign error fails safe", io.EOF, OutcomeUnknown, ReasonOther},
+		{"context error fails safe", context.Canceled, OutcomeUnknown, ReasonOther},
+		{"declined", &Error{Outcome: OutcomeDeclined, Reason: ReasonNotEligible}, OutcomeDeclined, ReasonNotEligible},
+		{"wrapped not sent", fmt.Errorf("a: %w", &Error{Outcome: OutcomeNotSent, Reason: ReasonTransport}), OutcomeNotSent, ReasonTransport},
+	}
+	for _, tt := range tests {
+		if got := OutcomeOf(tt.err); got != tt.want {
+			t.Errorf("%s: OutcomeOf = %v; want %v", tt.name, got, tt.want)
+		}
+		if got := ReasonOf(tt.err); got != tt.rsn {
+			t.Errorf("%s: ReasonOf = %v; want %v", tt.name, got, tt.rsn)
+		}
+	}
+}
+
+func TestStrings(t *testing.T) {
+	t.Parallel()
+	for o, want := range map[Outcome]string{OutcomeUnknown: "unknown", OutcomeDeclined: "declined", OutcomeNotSent: "not_sent", 9: "outcome(9)"} {
+		if got := o.String(); got != want {
+			t.Errorf("Outcome(%d).String() = %q; want %q", o, got, want)
+		}
+	}
+	for r := ReasonOther; r <= ReasonBadResponse; r++ {
+		if s := r.String(); s == "" || strings.HasPrefix(s, "reason(") {
+			t.Errorf("Reason(%d).String() = %q", r, s)
+		}
+	}
+	if got := Reason(200).String(); got != "reason(200)" {
+		t.Errorf("got %q", got)
+	}
+}
+
+func TestClassifyStatus(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		status  int
+		code    string
+		outcome Outcome
+		reason  Reason
+	}{
+		{100, "", OutcomeUnknown, ReasonBadResponse},
+		{301, "", OutcomeUnknown, ReasonBadResponse},
+		{308, "PAYMENT_ERROR", OutcomeUnknown, ReasonBadResponse},
+		{400, "", OutcomeDeclined, ReasonInvalidRequest},
+		{400, "payment_declined", OutcomeDeclined, ReasonInsufficientBalance},
+		{401, "", OutcomeDeclined, ReasonTokenRejected},
+		{402, "", OutcomeDeclined, ReasonInsufficientBalance},
+		{402, "NOT_AUTHORIZED", OutcomeDeclined, ReasonTokenRejected},
+		{403, "", OutcomeDeclined, ReasonTokenRejected},
+		{404, "", OutcomeDeclined, ReasonInvalidRequest},
+		{405, "", OutcomeDeclined, ReasonOther},
+		{409, "", OutcomeDeclined, ReasonNotEligible},
+		{409, "NOT_ELIGIBLE", OutcomeDeclined, ReasonNotEligible},
+		{422, "", OutcomeDeclined, ReasonInvalidRequest},
+		{429, "PAYMENT_ERROR", OutcomeDeclined, ReasonRateLimited},
+		{499, "", OutcomeDeclined, ReasonOther},
+		{500, "", OutcomeUnknown, ReasonServer},
+		{503, "NOT_AUTHORIZED", OutcomeUnknown, ReasonServer},
+		{599, "", OutcomeUnknown, ReasonServer},
+		{600, "", OutcomeUnknown, ReasonServer},
+	}
+	for _, tt := range tests {
+		o, r := classifyStatus(tt.status, tt.code)
+		if o != tt.outcome || r != tt.reason {
+			t.Errorf("classifyStatus(%d, %q) = %v, %v; want %v, %v", tt.status, tt.code, o, r, tt.outcome, tt.reason)
+		}
+	}
+}

@@ -1,0 +1,111 @@
+package charge
+
+import (
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/kyapay/kyapay-go/kyapay"
+)
+
+var fuzzSeeds = []string{
+	`{"amountCharged":"0.01","remainingBalance":"4.99","transactionId":"tx"}`,
+	`{"amountCharged":0.01,"transactionId":123}`,
+	`{"amountCharged":"1e3"}`,
+	`{"amountCharged":null}`,
+	`{}`, `null`, `[]`, `"x"`, ``, ` {`, `{"a":`,
+	`{"isValid":true,"validationError":null,"remainingBalance":"1"}`,
+	`{"isValid":false,"validationError":{"x":[1,2]}}`,
+	`{"data":[{"tokenId":"t","chargeId":1,"value":"0.01","chargedAt":"2025-01-01T00:00:00Z"}],"nextPageCursor":"n"}`,
+	`{"charges":[{"value":"0.01","chargedAt":null}]}`,
+	`{"code":"PAYMENT_ERROR","message":"Charge amount exceeds token value"}`,
+	`{"code":"VALIDATION_ERROR","message":"m","details":{"f":{"message":"x"},"g":"y","h":3}}`,
+	`{"error":"Invalid Pay token ` + testToken + `"}`,
+	`{"code":"` + testKey + `","message":"` + testToken[:40] + `"}`,
+	"<html>\x00\r\n\xff</html>",
+}
+
+// FuzzDecodeResponse runs every response decoder on arbitrary bodies. They
+// must never panic, and what they produce must be consistent.
+func FuzzDecodeResponse(f *testing.F) {
+	for _, s := range fuzzSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if r, err := decodeReceipt(body); err == nil {
+			if back, err := kyapay.ParseAmount(r.AmountCharged.String()); err != nil || back != r.AmountCharged {
+				t.Fatalf("amount %s does not round-trip", r.AmountCharged)
+			}
+			if !r.HasRemainingBalance && !r.RemainingBalance.IsZero() {
+				t.Fatal("balance set without HasRemainingBalance")
+			}
+		}
+		sc := scrubber{token: testToken, key: testKey}
+		if in, err := decodeIntrospection(body, sc); err == nil {
+			if string(in.Raw) != string(body) {
+				t.Fatal("Raw differs from the body")
+			}
+			checkClean(t, "validationError", in.ValidationError, maxMessageLen)
+		}
+		if p, err := decodeChargesPage(body); err == nil {
+			for _, c := range p.Charges {
+				if _, err := kyapay.ParseAmount(c.Amount.String()); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	})
+}
+
+// FuzzDecodeError runs the error-envelope decoder on arbitrary bodies. It
+// must never panic, and its output must be clipped, printable, and free of
+// the token and key.
+func FuzzDecodeError(f *testing.F) {
+	for _, s := range fuzzSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		sc := scrubber{token: testToken, key: testKey}
+		code, msg, details := decodeError(body, sc)
+		checkClean(t, "code", code, maxCodeLen)
+		checkClean(t, "message", msg, maxMessageLen)
+		if len(details) > maxDetails {
+			t.Fatalf("%d details", len(details))
+		}
+		for k, v := range details {
+			checkClean(t, "details key", k, maxDetailLen)
+			checkClean(t, "details value", v, maxDetailLen)
+		}
+		e := &Error{Op: "charge", Code: code, Message: msg, Details: details, Err: sc.wrap(errFromBytes(body))}
+		checkNoSecret(t, e.Error())
+		checkNoSecret(t, e.GoString())
+	})
+}
+
+type errFromBytes []byte
+
+func (e errFromBytes) Error() string { return string(e) }
+
+func checkClean(t *testing.T, what, s string, max int) {
+	t.Helper()
+	if len(s) > max+len("…") {
+		t.Fatalf("%s is %d bytes; max %d", what, len(s), max)
+	}
+	if !utf8.ValidString(s) {
+		t.Fatalf("%s is not valid UTF-8: %q", what, s)
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			t.Fatalf("%s has control character %q", what, s)
+		}
+	}
+	checkNoSecret(t, s)
+}
+
+func checkNoSecret(t *testing.T, s string) {
+	t.Helper()
+	if strings.Contains(s, testToken) || strings.Contains(s, testKey) ||
+		strings.Contains(s, testToken[:secretProbe]) || strings.Contains(s, testKey[:secretProbe]) {
+		t.Fatalf("secret in %q", s)
+	}
+}
