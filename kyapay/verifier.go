@@ -8,12 +8,15 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strings"
 	"time"
 	"unsafe"
 
 	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/kyapay/kyapay-go/jwks"
 )
 
 // KeySource resolves the public key an issuer signed with. The jwks
@@ -41,9 +44,16 @@ type VerifierConfig struct {
 	// Issuers are the trusted iss values, compared exactly. Required.
 	// Use ProductionIssuer and/or SandboxIssuer for Skyfire.
 	Issuers []string
-	// Keys resolves signing keys. Required: usually a *jwks.Cache
-	// (see [NewJWKSVerifier] for a one-call setup).
+	// Keys resolves signing keys. Usually a *jwks.Cache. If nil,
+	// NewVerifier builds a *jwks.Cache that fetches each issuer's keys from
+	// JWKSURL(issuer) (or JWKSURLs[issuer]) with the jwks defaults, and
+	// Close stops it.
 	Keys KeySource
+	// JWKSURLs overrides the JWKS location of some issuers when Keys is nil.
+	JWKSURLs map[string]string
+	// HTTPClient fetches JWKS documents when Keys is nil. Default: the jwks
+	// package's client (10 s timeout).
+	HTTPClient *http.Client
 	// Audience is the expected aud, the seller agent's account ID. Empty:
 	// not checked.
 	Audience string
@@ -115,7 +125,24 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 		v.issuers[iss] = true
 	}
 	if v.keys == nil {
-		return nil, errors.New("kyapay: invalid config: Keys is required (for example a *jwks.Cache)")
+		urls := make(map[string]string, len(cfg.Issuers))
+		for _, iss := range cfg.Issuers {
+			urls[iss] = JWKSURL(iss)
+			if u, ok := cfg.JWKSURLs[iss]; ok {
+				urls[iss] = u
+			}
+		}
+		for iss := range cfg.JWKSURLs {
+			if !v.issuers[iss] {
+				return nil, fmt.Errorf("kyapay: invalid config: JWKSURLs names issuer %q that is not trusted", iss)
+			}
+		}
+		cache, err := jwks.New(context.Background(), jwks.Config{Issuers: urls, HTTPClient: cfg.HTTPClient, Clock: cfg.Clock})
+		if err != nil {
+			return nil, fmt.Errorf("kyapay: invalid config: %w", err)
+		}
+		v.keys = cache
+		v.closer = cache.Close
 	}
 	switch cfg.Env {
 	case "", EnvProduction, EnvSandbox:
@@ -157,8 +184,8 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	return v, nil
 }
 
-// Close releases what the Verifier owns: the key cache if it was built by
-// [NewJWKSVerifier]. A Verifier given its Keys does not close them.
+// Close releases what the Verifier owns: the JWKS cache it built when
+// VerifierConfig.Keys was nil. A Verifier given its Keys does not close them.
 func (v *Verifier) Close() error {
 	if v.closer != nil {
 		return v.closer()
@@ -375,9 +402,11 @@ func (v *Verifier) targetsUs(c *Claims) bool {
 	return host == v.sellerDomain || strings.HasSuffix(host, "."+v.sellerDomain)
 }
 
-// keyError maps a KeySource error to a refusal.
+// keyError maps a KeySource error to a refusal: an unknown kid is the
+// token's problem; anything else (keys not loadable, cache closed, issuer
+// not configured in the key source) is the server's.
 func keyError(err error) error {
-	if errors.Is(err, ErrKeyUnknown) {
+	if errors.Is(err, ErrKeyUnknown) || errors.Is(err, jwks.ErrKeyNotFound) {
 		return NewError(CodeKeyUnknown, "", err)
 	}
 	return NewError(CodeKeysUnavailable, "", err)

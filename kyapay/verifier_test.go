@@ -430,14 +430,14 @@ func TestNewVerifierRejectsBadConfig(t *testing.T) {
 	t.Parallel()
 	keys := StaticKeys{}
 	for name, cfg := range map[string]VerifierConfig{
-		"no issuers":    {Keys: keys},
-		"empty issuer":  {Issuers: []string{""}, Keys: keys},
-		"spaced issuer": {Issuers: []string{" https://x"}, Keys: keys},
-		"no keys":       {Issuers: []string{testIss}},
-		"bad env":       {Issuers: []string{testIss}, Keys: keys, Env: "prod"},
-		"negative skew": {Issuers: []string{testIss}, Keys: keys, Leeway: -time.Second},
-		"tiny max size": {Issuers: []string{testIss}, Keys: keys, MaxTokenBytes: 10},
-		"bad type bits": {Issuers: []string{testIss}, Keys: keys, AcceptedTypes: 0x80},
+		"no issuers":                    {Keys: keys},
+		"empty issuer":                  {Issuers: []string{""}, Keys: keys},
+		"spaced issuer":                 {Issuers: []string{" https://x"}, Keys: keys},
+		"jwks url for untrusted issuer": {Issuers: []string{testIss}, JWKSURLs: map[string]string{"https://other": "https://other/jwks"}},
+		"bad env":                       {Issuers: []string{testIss}, Keys: keys, Env: "prod"},
+		"negative skew":                 {Issuers: []string{testIss}, Keys: keys, Leeway: -time.Second},
+		"tiny max size":                 {Issuers: []string{testIss}, Keys: keys, MaxTokenBytes: 10},
+		"bad type bits":                 {Issuers: []string{testIss}, Keys: keys, AcceptedTypes: 0x80},
 	} {
 		if _, err := NewVerifier(cfg); err == nil {
 			t.Errorf("%s: NewVerifier accepted", name)
