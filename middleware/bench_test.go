@@ -1,0 +1,137 @@
+package middleware_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/kyapay/kyapay-go/charge"
+	"github.com/kyapay/kyapay-go/kyapay"
+	"github.com/kyapay/kyapay-go/kyapay/kyapaytest"
+	"github.com/kyapay/kyapay-go/middleware"
+)
+
+// These benchmarks are read side by side from one run (see BENCHMARKS.md):
+//
+//   - BareHandler: the handler alone, called in-process: the floor.
+//   - KYARouteCold: an identity route with the verified-token cache off, so
+//     every request verifies the ES256 signature.
+//   - KYARouteCached: the same route with the cache on (the token is
+//     reused, as an agent does across a session).
+//   - RawKeepAlivePOST: one keep-alive POST of a charge-sized JSON body to a
+//     loopback server that answers a static receipt: the floor of any
+//     charge call.
+//   - PaidRoute: a ChargeBefore route (cached verify + one charge through
+//     charge.Client to that same static server + handler).
+
+var benchBody = []byte("ok")
+
+func benchHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(benchBody) })
+}
+
+// discardWriter is a reusable ResponseWriter that keeps nothing, so the
+// benchmarks measure the middleware and not httptest.ResponseRecorder.
+type discardWriter struct {
+	h    http.Header
+	code int
+}
+
+func (d *discardWriter) Header() http.Header         { return d.h }
+func (d *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (d *discardWriter) WriteHeader(code int)        { d.code = code }
+
+func runRoute(b *testing.B, h http.Handler, token string) {
+	b.Helper()
+	r := httptest.NewRequest("GET", "/x", nil)
+	r.Header.Set("skyfire-pay-id", token)
+	w := &discardWriter{h: make(http.Header)}
+	b.ReportAllocs()
+	for b.Loop() {
+		w.code = 0
+		h.ServeHTTP(w, r)
+		if w.code != 0 && w.code != 200 {
+			b.Fatalf("status %d", w.code)
+		}
+	}
+}
+
+func BenchmarkBareHandler(b *testing.B) {
+	runRoute(b, benchHandler(), "unused")
+}
+
+func benchVerifier(b *testing.B, iss *kyapaytest.Issuer, cacheSize int) *kyapay.Verifier {
+	v, err := kyapay.NewVerifier(kyapay.VerifierConfig{
+		Issuers:    []string{iss.Issuer()},
+		JWKSURLs:   map[string]string{iss.Issuer(): iss.JWKSURL()},
+		HTTPClient: iss.Client(),
+		CacheSize:  cacheSize,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { v.Close() })
+	return v
+}
+
+func benchKYA(b *testing.B, cacheSize int) {
+	iss := kyapaytest.NewIssuer()
+	b.Cleanup(iss.Close)
+	m, err := middleware.New(middleware.Config{Verifier: benchVerifier(b, iss, cacheSize)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	runRoute(b, m.Wrap(benchHandler(), middleware.Identity()), iss.Mint(kyapay.TypeKYA))
+}
+
+func BenchmarkKYARouteCold(b *testing.B)   { benchKYA(b, -1) }
+func BenchmarkKYARouteCached(b *testing.B) { benchKYA(b, 0) }
+
+// staticChargeServer answers every request with a fixed receipt.
+func staticChargeServer(b *testing.B) *httptest.Server {
+	receipt := []byte(`{"amountCharged":"0.01","remainingBalance":"4.99"}`)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(receipt)
+	}))
+	b.Cleanup(srv.Close)
+	return srv
+}
+
+func BenchmarkRawKeepAlivePOST(b *testing.B) {
+	srv := staticChargeServer(b)
+	client := srv.Client()
+	body := bytes.Repeat([]byte("x"), 700) // about a token plus chargeAmount
+	url := srv.URL + "/api/v1/tokens/charge"
+	b.ReportAllocs()
+	for b.Loop() {
+		req, _ := http.NewRequestWithContext(context.Background(), "POST", url, bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("skyfire-api-key", "k")
+		resp, err := client.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+}
+
+func BenchmarkPaidRoute(b *testing.B) {
+	iss := kyapaytest.NewIssuer()
+	b.Cleanup(iss.Close)
+	srv := staticChargeServer(b)
+	cc, err := charge.New(charge.Config{BaseURL: srv.URL, APIKey: "k", HTTPClient: srv.Client()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := middleware.New(middleware.Config{Verifier: benchVerifier(b, iss, 0), Charger: cc, DepletedCacheSize: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	runRoute(b, m.Wrap(benchHandler(), middleware.Pay(middleware.FixedPrice("0.01"))), iss.Mint(kyapay.TypePay))
+}

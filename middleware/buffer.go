@@ -1,0 +1,76 @@
+package middleware
+
+import (
+	"bytes"
+	"errors"
+	"net/http"
+)
+
+// errBufferFull is returned by bufferedWriter.Write past MaxBufferBytes.
+var errBufferFull = errors.New("kyapay/middleware: charge-after response exceeds MaxBufferBytes")
+
+// bufferedWriter holds a ChargeAfter handler's whole response (header,
+// status, body) until the charge is confirmed. Flush is accepted and does
+// nothing. It deliberately implements neither Hijack nor Unwrap, so
+// http.ResponseController cannot reach the real connection through it and
+// nothing can leave before copyTo.
+type bufferedWriter struct {
+	header   http.Header
+	status   int
+	body     bytes.Buffer
+	max      int
+	overflow bool
+}
+
+func newBufferedWriter(max int) *bufferedWriter {
+	return &bufferedWriter{header: make(http.Header), max: max}
+}
+
+// Header returns the buffered header map.
+func (b *bufferedWriter) Header() http.Header { return b.header }
+
+// WriteHeader records the status. Informational (1xx) statuses are
+// dropped: they would reach the client before the charge.
+func (b *bufferedWriter) WriteHeader(code int) {
+	if b.status != 0 || code < 200 {
+		return
+	}
+	b.status = code
+}
+
+// Write appends to the buffer, up to the limit.
+func (b *bufferedWriter) Write(p []byte) (int, error) {
+	if b.status == 0 {
+		b.status = http.StatusOK
+	}
+	if b.overflow || b.body.Len()+len(p) > b.max {
+		b.overflow = true
+		return 0, errBufferFull
+	}
+	return b.body.Write(p)
+}
+
+// Flush implements http.Flusher without flushing: the response is held
+// until the charge is confirmed.
+func (b *bufferedWriter) Flush() {}
+
+// FlushError implements the interface http.ResponseController uses, with
+// the same no-op meaning.
+func (b *bufferedWriter) FlushError() error { return nil }
+
+func (b *bufferedWriter) statusCode() int {
+	if b.status == 0 {
+		return http.StatusOK
+	}
+	return b.status
+}
+
+// copyTo releases the buffered response to w.
+func (b *bufferedWriter) copyTo(w http.ResponseWriter) {
+	dst := w.Header()
+	for k, v := range b.header {
+		dst[k] = v
+	}
+	w.WriteHeader(b.statusCode())
+	_, _ = w.Write(b.body.Bytes())
+}

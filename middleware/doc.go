@@ -1,0 +1,12 @@
+// Package middleware protects net/http handlers with KYAPay tokens.
+//
+// A [Middleware] is built once from a [kyapay.Verifier] and, for paid routes,
+// a charge client. Each route then gets one call that wraps its handler with
+// a [Requirement]: which token types it accepts, which identity fields it
+// needs, and what it costs. The flow of a request is
+//
+//	header → verify → requirement → charge → handler → response
+//
+// and any refusal goes to one responder that renders the error code as the
+// plain-text message Skyfire recommends or as MCP-style JSON.
+package middleware
