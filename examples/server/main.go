@@ -1,0 +1,59 @@
+// Command server is an example seller API that sells to AI agents paying
+// with Skyfire KYAPay tokens. It is configured only by environment
+// variables, so it can be tried against the Skyfire sandbox or any other
+// issuer:
+//
+//	Variable            Default / meaning
+//	KYAPAY_ADDR         127.0.0.1:8080; host:port to listen on (port 0: any free port)
+//	KYAPAY_ISSUER       required; the trusted iss, e.g. https://app-sandbox.skyfire.xyz
+//	KYAPAY_JWKS_URL     KYAPAY_ISSUER + /.well-known/jwks.json
+//	KYAPAY_API_BASE     charge API base URL; https://api-sandbox.skyfire.xyz for the
+//	                    sandbox issuer, https://api.skyfire.xyz for the production
+//	                    issuer, otherwise required
+//	SKYFIRE_API_KEY     required; the seller agent's API key (never logged)
+//	KYAPAY_SELLER_ID    expected aud (seller agent ID); unset: not checked
+//	KYAPAY_SERVICE_ID   expected ssi (seller service ID); unset: not checked
+//	KYAPAY_ENV          production or sandbox, the expected env claim; unset: not checked
+//	KYAPAY_PRICE        0.01; USD charged per GET /pay, an exact decimal (at most
+//	                    6 places, greater than zero, no exponent or sign)
+//	KYAPAY_CHARGE_MODE  before (charge, then run the handler) or after (run the
+//	                    handler with its response buffered, charge only if it
+//	                    succeeded, then release the response)
+//
+// An empty variable counts as unset. A bad configuration prints one line
+// naming the variable(s) on stderr and exits with status 2.
+//
+// Routes:
+//
+//	GET /kya       any valid token carrying identity (kya or kya-pay); answers
+//	               the buyer's identity claims as JSON (never the token)
+//	GET /pay       a pay or kya-pay token, charged KYAPAY_PRICE per request;
+//	               answers the charge receipt as JSON
+//	GET /llms.txt  how agents use and pay for this service
+//	GET /healthz   200 "ok", unprotected
+//
+// Logs are JSON lines on stderr (log/slog): the effective configuration at
+// start-up (API key redacted), the listening address ("msg":"listening",
+// "addr":...), one line per request (method, path, status, duration, and the
+// refusal code when the middleware refused it), the middleware's charge log,
+// and JWKS refresh failures. Tokens and the API key are never logged.
+//
+// SIGINT or SIGTERM shuts the server down gracefully: in-flight requests
+// (including their charges) get up to 20 seconds to finish.
+//
+// Try it against the sandbox:
+//
+//	KYAPAY_ISSUER=https://app-sandbox.skyfire.xyz KYAPAY_ENV=sandbox \
+//	SKYFIRE_API_KEY=... KYAPAY_SELLER_ID=... KYAPAY_SERVICE_ID=... \
+//	go run ./examples/server
+//	curl -H "skyfire-pay-id: $TOKEN" http://127.0.0.1:8080/pay
+package main
+
+import (
+	"context"
+	"os"
+)
+
+func main() {
+	os.Exit(run(context.Background(), os.Getenv, os.Stderr))
+}

@@ -1,0 +1,354 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/kyapay/kyapay-go/charge"
+	"github.com/kyapay/kyapay-go/jwks"
+	"github.com/kyapay/kyapay-go/kyapay"
+	"github.com/kyapay/kyapay-go/middleware"
+)
+
+// HTTP server limits. WriteTimeout leaves room for the charge call
+// (middleware.DefaultChargeTimeout) on top of the handler.
+const (
+	readHeaderTimeout = 10 * time.Second
+	readTimeout       = 30 * time.Second
+	writeTimeout      = 60 * time.Second
+	idleTimeout       = 120 * time.Second
+	maxHeaderBytes    = 64 << 10
+	// shutdownTimeout bounds the graceful shutdown; it covers a charge in
+	// flight (15 s by default).
+	shutdownTimeout = 20 * time.Second
+)
+
+// Exit statuses of run.
+const (
+	exitOK     = 0
+	exitFailed = 1 // runtime failure: listen, serve, unclean shutdown
+	exitConfig = 2 // bad configuration
+)
+
+// run loads the configuration through getenv, serves until ctx is done or
+// SIGINT/SIGTERM arrives, shuts down gracefully and returns the exit
+// status. Logs go to stderr.
+func run(ctx context.Context, getenv func(string) string, stderr io.Writer) int {
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "kyapay example server: %v\n", err)
+		return exitConfig
+	}
+	logger := slog.New(slog.NewJSONHandler(stderr, nil))
+	logger.Info("starting", slog.Any("config", cfg))
+
+	handler, closeServer, err := newServer(cfg, logger)
+	if err != nil {
+		// The configuration passed loadConfig, so this is a library-level
+		// rejection of it.
+		fmt.Fprintf(stderr, "kyapay example server: invalid configuration: %v\n", err)
+		return exitConfig
+	}
+	defer func() {
+		if err := closeServer(); err != nil {
+			logger.Warn("close", slog.Any("error", err))
+		}
+	}()
+
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		logger.Error("listen failed", slog.String("addr", cfg.Addr), slog.Any("error", err))
+		return exitFailed
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	logger.Info("listening", slog.String("addr", ln.Addr().String()),
+		slog.String("url", "http://"+ln.Addr().String()))
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	select {
+	case err := <-serveErr:
+		logger.Error("serve failed", slog.Any("error", err))
+		return exitFailed
+	case <-ctx.Done():
+	}
+	stop() // a second signal kills the process the default way
+	logger.Info("shutting down", slog.String("timeout", shutdownTimeout.String()))
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		logger.Error("graceful shutdown failed; closing connections", slog.Any("error", err))
+		_ = srv.Close()
+		return exitFailed
+	}
+	if err := <-serveErr; !errors.Is(err, http.ErrServerClosed) {
+		logger.Error("serve failed", slog.Any("error", err))
+		return exitFailed
+	}
+	logger.Info("stopped")
+	return exitOK
+}
+
+// newServer builds the seller's handler from a validated configuration. The
+// returned close function stops the JWKS cache's background refresh.
+func newServer(cfg config, logger *slog.Logger) (http.Handler, func() error, error) {
+	// The JWKS cache is built here rather than by kyapay.NewVerifier (which
+	// would build one when Keys is nil) only to give it the logger, so a
+	// wrong KYAPAY_JWKS_URL shows up in the log as refresh failures.
+	keys, err := jwks.New(context.Background(), jwks.Config{
+		Issuers: map[string]string{cfg.Issuer: cfg.JWKSURL},
+		Logger:  logger.With(slog.String("component", "jwks")),
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			keys.Close()
+		}
+	}()
+	verifier, err := kyapay.NewVerifier(kyapay.VerifierConfig{
+		Issuers:   []string{cfg.Issuer},
+		Keys:      keys,
+		Audience:  cfg.SellerID,
+		ServiceID: cfg.ServiceID,
+		Env:       cfg.Env,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	charger, err := charge.New(charge.Config{BaseURL: cfg.APIBase, APIKey: cfg.APIKey})
+	if err != nil {
+		return nil, nil, err
+	}
+	refuse := middleware.DefaultErrorHandler(middleware.PolicySeed)
+	m, err := middleware.New(middleware.Config{
+		Verifier: verifier,
+		Charger:  charger,
+		Logger:   logger.With(slog.String("component", "kyapay")),
+		Policy:   middleware.PolicySeed,
+		// Note the refusal code for the request log line, then answer as
+		// usual.
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if info, ok := r.Context().Value(requestInfoKey{}).(*requestInfo); ok {
+				info.refusal = kyapay.CodeOf(err)
+			}
+			refuse(w, r, err)
+		},
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+
+	price := middleware.FixedPrice(cfg.Price.String())
+	kyaReq := middleware.Identity()
+	payReq := middleware.Pay(price)
+	payReq.Timing = cfg.Mode
+
+	kyaRoute, err := m.Require(kyaReq)
+	if err != nil {
+		return nil, nil, err
+	}
+	payRoute, err := m.Require(payReq)
+	if err != nil {
+		return nil, nil, err
+	}
+	llms, err := middleware.LLMsTxt(middleware.ServiceInfo{
+		Name:        "KYAPay example seller",
+		Description: "An example API that sells to AI agents paying with Skyfire KYAPay tokens.",
+		SellerID:    cfg.SellerID,
+		ServiceID:   cfg.ServiceID,
+		Environment: cfg.Env,
+		Policy:      middleware.PolicySeed,
+		Routes: []middleware.RouteInfo{
+			{Method: http.MethodGet, Path: "/kya", Description: "returns the identity claims of your token", Requirement: kyaReq},
+			{Method: http.MethodGet, Path: "/pay", Description: "a paid call; returns the charge receipt", Requirement: payReq},
+		},
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", serveHealthz)
+	mux.Handle("GET /llms.txt", llms)
+	mux.Handle("GET /kya", kyaRoute(http.HandlerFunc(serveKYA)))
+	mux.Handle("GET /pay", payRoute(payHandler{price: cfg.Price, mode: cfg.Mode}))
+
+	ok = true
+	return logRequests(logger, mux), keys.Close, nil
+}
+
+func serveHealthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = io.WriteString(w, "ok")
+}
+
+// identityResponse is the body of GET /kya: the buyer's identity claims.
+type identityResponse struct {
+	Subject  string                `json:"sub"`
+	Type     string                `json:"type"`
+	Env      string                `json:"env,omitempty"`
+	Human    *kyapay.HumanIdentity `json:"hid,omitempty"`
+	Platform *kyapay.AgentPlatform `json:"apd,omitempty"`
+	Agent    *kyapay.AgentIdentity `json:"aid,omitempty"`
+	ID       string                `json:"jti"`
+	Expiry   int64                 `json:"exp"` // Unix seconds, as in the token
+}
+
+func serveKYA(w http.ResponseWriter, r *http.Request) {
+	c, ok := kyapay.FromContext(r.Context())
+	if !ok {
+		http.Error(w, "no verified token", http.StatusInternalServerError)
+		return
+	}
+	writeJSON(w, identityResponse{
+		Subject:  c.Subject,
+		Type:     c.Type.String(),
+		Env:      c.Env,
+		Human:    c.Human,
+		Platform: c.Platform,
+		Agent:    c.Agent,
+		ID:       c.ID,
+		Expiry:   c.Expiry.Unix(),
+	})
+}
+
+// payResponse is the body of GET /pay.
+//
+// In charge-before mode the charge is confirmed before the handler runs, so
+// Charged is true and AmountCharged and RemainingBalance (if Skyfire
+// reported it) come from the receipt. In charge-after mode the handler runs
+// first and the charge happens once it has returned successfully: the
+// handler has no receipt, so Charged is false, the receipt fields are
+// absent, and Price says what will be charged before this very body is
+// released to the client (a refused charge replaces it with the refusal).
+type payResponse struct {
+	Subject          string         `json:"sub"`
+	ID               string         `json:"jti"`
+	ChargeMode       string         `json:"chargeMode"`
+	Price            kyapay.Amount  `json:"price"`
+	Charged          bool           `json:"charged"`
+	AmountCharged    *kyapay.Amount `json:"amountCharged,omitempty"`
+	RemainingBalance *kyapay.Amount `json:"remainingBalance,omitempty"`
+	TransactionID    string         `json:"transactionId,omitempty"`
+}
+
+type payHandler struct {
+	price kyapay.Amount
+	mode  middleware.ChargeTiming
+}
+
+func (h payHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	c, ok := kyapay.FromContext(r.Context())
+	if !ok {
+		http.Error(w, "no verified token", http.StatusInternalServerError)
+		return
+	}
+	resp := payResponse{Subject: c.Subject, ID: c.ID, ChargeMode: h.mode.String(), Price: h.price}
+	if rc, ok := middleware.ReceiptFromContext(r.Context()); ok {
+		resp.Charged = true
+		resp.AmountCharged = &rc.AmountCharged
+		if rc.HasRemainingBalance {
+			resp.RemainingBalance = &rc.RemainingBalance
+		}
+		resp.TransactionID = rc.TransactionID
+	}
+	writeJSON(w, resp)
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store") // personal data and receipts
+	_, _ = w.Write(append(body, '\n'))
+}
+
+// requestInfo collects what the request log line reports beyond the
+// status: the refusal code, set by the middleware's error handler.
+type requestInfo struct {
+	refusal kyapay.Code
+}
+
+type requestInfoKey struct{}
+
+// logRequests logs one line per request: method, path (never the query),
+// status, bytes, duration and, for refusals, the code. Headers, and so the
+// token, are never logged.
+func logRequests(logger *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		info := &requestInfo{}
+		rec := &statusRecorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info)))
+		status := rec.status
+		if status == 0 {
+			status = http.StatusOK
+		}
+		attrs := []slog.Attr{
+			slog.String("method", r.Method),
+			slog.String("path", r.URL.Path),
+			slog.Int("status", status),
+			slog.Int64("bytes", rec.bytes),
+			slog.Duration("duration", time.Since(start)),
+		}
+		if info.refusal != "" {
+			attrs = append(attrs, slog.String("refusal", string(info.refusal)))
+		}
+		logger.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
+	})
+}
+
+// statusRecorder remembers the status and counts the body bytes.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	n, err := s.ResponseWriter.Write(b)
+	s.bytes += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
