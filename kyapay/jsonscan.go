@@ -374,15 +374,19 @@ func (p *scanner) skip(depth int) (start, end int, err error) {
 	return start, p.i, nil
 }
 
+// strOrNum reads a JSON string's value or a JSON number's text: claims
+// such as mnr, val, ver and amounts appear both ways in the two claim
+// generations.
+func (p *scanner) strOrNum() (string, error) {
+	if p.peek() == '"' {
+		return p.str()
+	}
+	return p.num()
+}
+
 // int64Value reads an integer that is a JSON number or a string of digits.
 func (p *scanner) int64Value() (int64, error) {
-	var text string
-	var err error
-	if p.peek() == '"' {
-		text, err = p.str()
-	} else {
-		text, err = p.num()
-	}
+	text, err := p.strOrNum()
 	if err != nil {
 		return 0, err
 	}

@@ -259,11 +259,7 @@ func parseClaim(p *scanner, id int, key string, payload []byte, c *Claims, st *p
 			c.Scopes = append(c.Scopes, l...)
 		}
 	case cVer:
-		if p.peek() == '"' {
-			c.Version, err = p.str()
-		} else {
-			c.Version, err = p.num()
-		}
+		c.Version, err = p.strOrNum()
 	case cHid:
 		c.Human, err = parseHuman(p, payload)
 	case cApd:
@@ -274,11 +270,7 @@ func parseClaim(p *scanner, id int, key string, payload []byte, c *Claims, st *p
 		c.Amount, err = amountValue(p)
 		c.HasAmount = err == nil
 	case cVal:
-		if p.peek() == '"' {
-			c.Value, err = p.str()
-		} else {
-			c.Value, err = p.num()
-		}
+		c.Value, err = p.strOrNum()
 		if err == nil {
 			if _, perr := strconv.ParseUint(c.Value, 10, 64); perr != nil {
 				err = perr
@@ -361,13 +353,7 @@ func numericDate(p *scanner) (time.Time, error) {
 
 // amountValue reads an amount given as a decimal string or a plain number.
 func amountValue(p *scanner) (Amount, error) {
-	var text string
-	var err error
-	if p.peek() == '"' {
-		text, err = p.str()
-	} else {
-		text, err = p.num()
-	}
+	text, err := p.strOrNum()
 	if err != nil {
 		return Amount{}, err
 	}
@@ -379,15 +365,16 @@ func rawSpan(payload []byte, start, end int) []byte {
 	return payload[start:end:end]
 }
 
-func parseHuman(p *scanner, payload []byte) (*HumanIdentity, error) {
-	h := new(HumanIdentity)
+// object reads a JSON object, calling member for each key with the scanner
+// positioned at the member's value (member must consume it), and returns
+// the object's text as a slice of payload. member is only called, never
+// kept, so the closures passed here stay on the stack.
+func object(p *scanner, payload []byte, member func(key string) error) ([]byte, error) {
 	if p.peek() != '{' {
 		return nil, errSyntax
 	}
 	start := p.i
-	if err := p.objStart(); err != nil {
-		return nil, err
-	}
+	p.i++
 	first := true
 	for {
 		key, more, err := p.objNext(&first)
@@ -395,47 +382,51 @@ func parseHuman(p *scanner, payload []byte) (*HumanIdentity, error) {
 			return nil, err
 		}
 		if !more {
-			break
+			return rawSpan(payload, start, p.i), nil
 		}
-		var dst *string
-		switch key {
-		case "email", "skyfireEmail":
-			dst = &h.Email
-		case "given_name", "nameFirst", "firstName":
-			dst = &h.GivenName
-		case "middle_name", "nameMiddle", "middleName":
-			dst = &h.MiddleName
-		case "family_name", "nameLast", "lastName":
-			dst = &h.FamilyName
-		case "birthdate", "dateOfBirth":
-			dst = &h.Birthdate
-		case "phone_number", "phoneNumber":
-			dst = &h.PhoneNumber
-		case "organization_name", "businessName", "organizationName":
-			dst = &h.OrganizationName
-		case "verifier":
-			dst = &h.Verifier
-		case "verification_id", "verificationId":
-			dst = &h.VerificationID
-		case "verified":
-			if p.isNull() {
-				continue
-			}
-			if h.Verified, err = p.boolean(); err != nil {
-				return nil, err
-			}
-			continue
-		default:
-			if _, _, err := p.skip(2); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		if err := optString(p, dst); err != nil {
+		if err := member(key); err != nil {
 			return nil, err
 		}
 	}
-	h.Raw = rawSpan(payload, start, p.i)
+}
+
+// skipMember discards a member value the decoder does not model.
+func skipMember(p *scanner) error {
+	_, _, err := p.skip(2)
+	return err
+}
+
+func parseHuman(p *scanner, payload []byte) (*HumanIdentity, error) {
+	h := new(HumanIdentity)
+	raw, err := object(p, payload, func(key string) error {
+		switch key {
+		case "email", "skyfireEmail":
+			return optString(p, &h.Email)
+		case "given_name", "nameFirst", "firstName":
+			return optString(p, &h.GivenName)
+		case "middle_name", "nameMiddle", "middleName":
+			return optString(p, &h.MiddleName)
+		case "family_name", "nameLast", "lastName":
+			return optString(p, &h.FamilyName)
+		case "birthdate", "dateOfBirth":
+			return optString(p, &h.Birthdate)
+		case "phone_number", "phoneNumber":
+			return optString(p, &h.PhoneNumber)
+		case "organization_name", "businessName", "organizationName":
+			return optString(p, &h.OrganizationName)
+		case "verifier":
+			return optString(p, &h.Verifier)
+		case "verification_id", "verificationId":
+			return optString(p, &h.VerificationID)
+		case "verified":
+			return optBool(p, &h.Verified)
+		}
+		return skipMember(p)
+	})
+	if err != nil {
+		return nil, err
+	}
+	h.Raw = raw
 	return h, nil
 }
 
@@ -455,137 +446,93 @@ func optString(p *scanner, dst *string) error {
 	return nil
 }
 
+// optBool reads a boolean or null into *dst.
+func optBool(p *scanner, dst *bool) error {
+	if p.isNull() {
+		return nil
+	}
+	v, err := p.boolean()
+	if err != nil {
+		return err
+	}
+	*dst = v
+	return nil
+}
+
 func parsePlatform(p *scanner, payload []byte) (*AgentPlatform, error) {
 	a := new(AgentPlatform)
-	if p.peek() != '{' {
-		return nil, errSyntax
-	}
-	start := p.i
-	if err := p.objStart(); err != nil {
-		return nil, err
-	}
-	first := true
-	for {
-		key, more, err := p.objNext(&first)
-		if err != nil {
-			return nil, err
-		}
-		if !more {
-			break
-		}
-		var dst *string
+	raw, err := object(p, payload, func(key string) error {
 		switch key {
 		case "id":
-			dst = &a.ID
+			return optString(p, &a.ID)
 		case "name":
-			dst = &a.Name
+			return optString(p, &a.Name)
 		case "email":
-			dst = &a.Email
+			return optString(p, &a.Email)
 		case "phone_number":
-			dst = &a.PhoneNumber
+			return optString(p, &a.PhoneNumber)
 		case "organization_name":
-			dst = &a.OrganizationName
+			return optString(p, &a.OrganizationName)
 		case "verifier":
-			dst = &a.Verifier
+			return optString(p, &a.Verifier)
 		case "verification_id":
-			dst = &a.VerificationID
+			return optString(p, &a.VerificationID)
 		case "verified":
-			if p.isNull() {
-				continue
-			}
-			if a.Verified, err = p.boolean(); err != nil {
-				return nil, err
-			}
-			continue
-		default:
-			if _, _, err := p.skip(2); err != nil {
-				return nil, err
-			}
-			continue
+			return optBool(p, &a.Verified)
 		}
-		if err := optString(p, dst); err != nil {
-			return nil, err
-		}
+		return skipMember(p)
+	})
+	if err != nil {
+		return nil, err
 	}
-	a.Raw = rawSpan(payload, start, p.i)
+	a.Raw = raw
 	return a, nil
 }
 
 func parseAgent(p *scanner, payload []byte) (*AgentIdentity, error) {
 	a := new(AgentIdentity)
-	if p.peek() != '{' {
-		return nil, errSyntax
-	}
-	start := p.i
-	if err := p.objStart(); err != nil {
-		return nil, err
-	}
-	first := true
-	for {
-		key, more, err := p.objNext(&first)
-		if err != nil {
-			return nil, err
-		}
-		if !more {
-			break
-		}
+	raw, err := object(p, payload, func(key string) error {
 		switch key {
 		case "name":
-			err = optString(p, &a.Name)
+			return optString(p, &a.Name)
 		case "creation_ip":
-			err = optString(p, &a.CreationIP)
+			return optString(p, &a.CreationIP)
 		case "source_ips":
-			if !p.isNull() {
-				a.SourceIPs, err = strList(p)
+			if p.isNull() {
+				return nil
 			}
-		default:
-			_, _, err = p.skip(2)
+			var err error
+			a.SourceIPs, err = strList(p)
+			return err
 		}
-		if err != nil {
-			return nil, err
-		}
+		return skipMember(p)
+	})
+	if err != nil {
+		return nil, err
 	}
-	a.Raw = rawSpan(payload, start, p.i)
+	a.Raw = raw
 	return a, nil
 }
 
 func parseSettlement(p *scanner, payload []byte) (*SettlementInfo, error) {
 	s := new(SettlementInfo)
-	if p.peek() != '{' {
-		return nil, errSyntax
-	}
-	start := p.i
-	if err := p.objStart(); err != nil {
-		return nil, err
-	}
-	first := true
-	for {
-		key, more, err := p.objNext(&first)
-		if err != nil {
-			return nil, err
-		}
-		if !more {
-			break
-		}
+	raw, err := object(p, payload, func(key string) error {
 		switch key {
 		case "type":
-			err = optString(p, &s.Type)
+			return optString(p, &s.Type)
 		case "verifier":
-			err = optString(p, &s.Verifier)
+			return optString(p, &s.Verifier)
 		case "verification_id", "verificationId":
-			err = optString(p, &s.VerificationID)
+			return optString(p, &s.VerificationID)
 		case "verified":
-			if !p.isNull() {
-				s.Verified, err = p.boolean()
-			}
-		default:
-			_, _, err = p.skip(2)
+			return optBool(p, &s.Verified)
 		}
-		if err != nil {
-			return nil, err
-		}
+		return skipMember(p)
+	})
+	if err != nil {
+		return nil, err
 	}
-	s.Raw = rawSpan(payload, start, p.i)
+	s.Raw = raw
 	return s, nil
 }
 
