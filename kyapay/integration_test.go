@@ -174,3 +174,57 @@ func TestInteropWithJWX(t *testing.T) {
 		}
 	}
 }
+
+// TestRefusalClassesWithFakeIssuer covers each refusal code with tokens
+// minted by the fake issuer, in both claim generations.
+func TestRefusalClassesWithFakeIssuer(t *testing.T) {
+	t.Parallel()
+	iss, v, clk := newSeller(t, nil)
+	stranger := kyapaytest.NewKey()
+	tests := []struct {
+		name string
+		typ  kyapay.TokenType
+		opts []kyapaytest.TokenOption
+		want *kyapay.Error
+	}{
+		{"alg none", kyapay.TypePay, []kyapaytest.TokenOption{kyapaytest.Header("alg", "none")}, kyapay.ErrAlgorithmNotAllowed},
+		{"alg HS256", kyapay.TypePay, []kyapaytest.TokenOption{kyapaytest.Header("alg", "HS256")}, kyapay.ErrAlgorithmNotAllowed},
+		{"jku", kyapay.TypePay, []kyapaytest.TokenOption{kyapaytest.Header("jku", "https://evil.example/jwks")}, kyapay.ErrHeaderNotAllowed},
+		{"x5u", kyapay.TypePay, []kyapaytest.TokenOption{kyapaytest.Header("x5u", "https://evil.example/x5u")}, kyapay.ErrHeaderNotAllowed},
+		{"embedded jwk", kyapay.TypePay, []kyapaytest.TokenOption{kyapaytest.Header("jwk", map[string]any{"kty": "EC"})}, kyapay.ErrHeaderNotAllowed},
+		{"x5c", kyapay.TypePay, []kyapaytest.TokenOption{kyapaytest.Header("x5c", []string{"MIIB"})}, kyapay.ErrHeaderNotAllowed},
+		{"crit", kyapay.TypePay, []kyapaytest.TokenOption{kyapaytest.Header("crit", []string{"exp"})}, kyapay.ErrHeaderNotAllowed},
+		{"cnf", kyapay.TypePay, []kyapaytest.TokenOption{kyapaytest.Claim("cnf", map[string]any{"jkt": "x"})}, kyapay.ErrConfirmationRequired},
+		{"typ JWT", kyapay.TypePay, []kyapaytest.TokenOption{kyapaytest.Typ("JWT")}, kyapay.ErrTypeNotAccepted},
+		{"kid missing", kyapay.TypePay, []kyapaytest.TokenOption{kyapaytest.WithoutHeader("kid")}, kyapay.ErrTokenMalformed},
+		{"unknown signer", kyapay.TypePay, []kyapaytest.TokenOption{kyapaytest.SignWith(stranger, kyapaytest.DefaultKeyID)}, kyapay.ErrSignatureInvalid},
+		{"expired", kyapay.TypeKYA, []kyapaytest.TokenOption{kyapaytest.ExpiresAt(clk.Now().Add(-time.Minute))}, kyapay.ErrTokenExpired},
+		{"not yet valid", kyapay.TypeKYA, []kyapaytest.TokenOption{kyapaytest.NotBefore(clk.Now().Add(time.Hour))}, kyapay.ErrTokenNotYetValid},
+		{"issued in the future", kyapay.TypeKYA, []kyapaytest.TokenOption{kyapaytest.IssuedAt(clk.Now().Add(time.Hour)), kyapaytest.ExpiresAt(clk.Now().Add(2 * time.Hour))}, kyapay.ErrTokenNotYetValid},
+		{"exp missing", kyapay.TypeKYA, []kyapaytest.TokenOption{kyapaytest.WithoutClaim("exp")}, kyapay.ErrClaimMissing},
+		{"jti missing", kyapay.TypeKYA, []kyapaytest.TokenOption{kyapaytest.WithoutClaim("jti")}, kyapay.ErrClaimMissing},
+		{"untrusted issuer", kyapay.TypeKYA, []kyapaytest.TokenOption{kyapaytest.Claim("iss", "https://app.skyfire.xyz")}, kyapay.ErrIssuerUntrusted},
+		{"audience", kyapay.TypeKYA, []kyapaytest.TokenOption{kyapaytest.Audience("another-seller")}, kyapay.ErrAudienceMismatch},
+		{"service", kyapay.TypeKYA, []kyapaytest.TokenOption{kyapaytest.ServiceID("another-service")}, kyapay.ErrServiceMismatch},
+		{"env", kyapay.TypeKYA, []kyapaytest.TokenOption{kyapaytest.Env(kyapay.EnvSandbox)}, kyapay.ErrEnvMismatch},
+		{"amount with exponent", kyapay.TypePay, []kyapaytest.TokenOption{kyapaytest.Amount("1e3")}, kyapay.ErrClaimInvalid},
+		{"currency", kyapay.TypePay, []kyapaytest.TokenOption{kyapaytest.Currency("EUR")}, kyapay.ErrClaimInvalid},
+		{"pay without amount", kyapay.TypePay, []kyapaytest.TokenOption{kyapaytest.WithoutClaim("amt")}, kyapay.ErrClaimMissing},
+	}
+	for _, tt := range tests {
+		for _, legacy := range []bool{false, true} {
+			opts := tt.opts
+			if legacy {
+				opts = append([]kyapaytest.TokenOption{kyapaytest.Legacy()}, opts...)
+				if tt.name == "pay without amount" {
+					opts = append(opts, kyapaytest.WithoutClaim("amount"))
+				}
+			}
+			tok := iss.Mint(tt.typ, opts...)
+			_, err := v.Verify(context.Background(), tok)
+			if !errors.Is(err, tt.want) {
+				t.Errorf("%s (legacy=%v): err = %v; want %s", tt.name, legacy, err, tt.want.Code)
+			}
+		}
+	}
+}
