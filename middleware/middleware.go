@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/textproto"
 	"strings"
 	"time"
 
@@ -74,6 +75,7 @@ type Middleware struct {
 	verifier      *kyapay.Verifier
 	charger       Charger
 	header        string
+	headerKey     string // header in canonical form, computed once
 	policy        StatusPolicy
 	onError       ErrorHandler
 	log           *slog.Logger
@@ -120,6 +122,7 @@ func New(cfg Config) (*Middleware, error) {
 	if strings.ContainsAny(m.header, " \t\r\n:") {
 		return nil, fmt.Errorf("kyapay/middleware: invalid header name %q", m.header)
 	}
+	m.headerKey = textproto.CanonicalMIMEHeaderKey(m.header)
 	if m.policy > PolicyStatusCodes {
 		return nil, fmt.Errorf("kyapay/middleware: unknown status policy %d", m.policy)
 	}
@@ -300,9 +303,11 @@ func (p *protected) serveChargeAfter(w http.ResponseWriter, r *http.Request, tok
 }
 
 // extract reads the token from the configured header. More than one header
-// line is ambiguous and refused.
+// line is ambiguous and refused. The header map is indexed with the
+// canonical key computed in New, which is what Header.Values does minus
+// canonicalising the name on every request.
 func (m *Middleware) extract(r *http.Request) (string, error) {
-	vals := r.Header.Values(m.header)
+	vals := r.Header[m.headerKey]
 	switch len(vals) {
 	case 0:
 		return "", kyapay.ErrTokenMissing

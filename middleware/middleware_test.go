@@ -624,3 +624,20 @@ func TestClientGoneBeforeChargeAfter(t *testing.T) {
 		t.Errorf("charged %d for content that could not be delivered", e.iss.ChargeCount())
 	}
 }
+
+func TestCustomHeaderName(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *middleware.Config) { c.Header = "kyapay-token" })
+	h := e.m.Wrap(okHandler, middleware.AnyToken())
+	tok := e.iss.Mint(kyapay.TypeKYA)
+	if got := do(t, h, "", func(r *http.Request) { r.Header.Set("KYAPay-Token", tok) }); got.status != 200 {
+		t.Errorf("token in the custom header: %d %q", got.status, got.body)
+	}
+	got := do(t, h, tok) // sent in skyfire-pay-id, which this seller does not read
+	if got.status != 402 || !strings.Contains(got.body, "in the kyapay-token header") {
+		t.Errorf("token in the wrong header: %d %q", got.status, got.body)
+	}
+	if _, err := middleware.New(middleware.Config{Verifier: e.v, Header: "bad header"}); err == nil {
+		t.Error("header name with a space accepted")
+	}
+}
