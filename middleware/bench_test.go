@@ -6,7 +6,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"sort"
 	"testing"
+	"time"
 
 	"github.com/kyapay/kyapay-go/charge"
 	"github.com/kyapay/kyapay-go/kyapay"
@@ -134,4 +136,53 @@ func BenchmarkPaidRoute(b *testing.B) {
 		b.Fatal(err)
 	}
 	runRoute(b, m.Wrap(benchHandler(), middleware.Pay(middleware.FixedPrice("0.01"))), iss.Mint(kyapay.TypePay))
+}
+
+// BenchmarkPaidRoutePaired times, in each iteration, one raw keep-alive
+// POST to the static charge server and then one paid-route request charging
+// through the same server, and reports the median per-pair ratio as
+// "paid/rawPOST": what the middleware adds on top of the unavoidable round
+// trip.
+func BenchmarkPaidRoutePaired(b *testing.B) {
+	iss := kyapaytest.NewIssuer()
+	b.Cleanup(iss.Close)
+	srv := staticChargeServer(b)
+	cc, err := charge.New(charge.Config{BaseURL: srv.URL, APIKey: "k", HTTPClient: srv.Client()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := middleware.New(middleware.Config{Verifier: benchVerifier(b, iss, 0), Charger: cc, DepletedCacheSize: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := m.Wrap(benchHandler(), middleware.Pay(middleware.FixedPrice("0.01")))
+	r := httptest.NewRequest("GET", "/x", nil)
+	r.Header.Set("skyfire-pay-id", iss.Mint(kyapay.TypePay))
+	w := &discardWriter{h: make(http.Header)}
+	client := srv.Client()
+	body := bytes.Repeat([]byte("x"), 700)
+	url := srv.URL + "/api/v1/tokens/charge"
+	ratios := make([]float64, 0, b.N)
+	for b.Loop() {
+		t0 := time.Now()
+		req, _ := http.NewRequestWithContext(context.Background(), "POST", url, bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("skyfire-api-key", "k")
+		resp, err := client.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		t1 := time.Now()
+		w.code = 0
+		h.ServeHTTP(w, r)
+		t2 := time.Now()
+		if w.code != 0 && w.code != 200 {
+			b.Fatalf("status %d", w.code)
+		}
+		ratios = append(ratios, float64(t2.Sub(t1))/float64(t1.Sub(t0)))
+	}
+	sort.Float64s(ratios)
+	b.ReportMetric(ratios[len(ratios)/2], "paid/rawPOST")
 }
