@@ -1,8 +1,8 @@
 package kyapayecho_test
 
 import (
-	"net"
 	"context"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
