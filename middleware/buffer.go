@@ -31,11 +31,23 @@ func (b *bufferedWriter) Header() http.Header { return b.header }
 
 // WriteHeader records the status. Informational (1xx) statuses are
 // dropped: they would reach the client before the charge.
+//
+// Unlike a live connection, a failure status (>= 400) set after a success
+// status or after body bytes still takes effect: nothing has left yet, so
+// the handler's failure wins, the bytes written so far (paid content) are
+// discarded, and the request is not charged. Frameworks rely on this when a
+// handler fails after it started writing (gin's AbortWithStatus, an echo
+// handler returning an error).
 func (b *bufferedWriter) WriteHeader(code int) {
-	if b.status != 0 || code < 200 {
-		return
+	switch {
+	case code < 200:
+	case b.status == 0:
+		b.status = code
+	case code >= 400 && b.status < 400:
+		b.status = code
+		b.body.Reset()
+		b.overflow = false
 	}
-	b.status = code
 }
 
 // Write appends to the buffer, up to the limit.

@@ -641,3 +641,22 @@ func TestCustomHeaderName(t *testing.T) {
 		t.Error("header name with a space accepted")
 	}
 }
+
+// TestChargeAfterLateFailure: a net/http handler that writes content and
+// then sets a failure status is not charged, and its content is dropped.
+func TestChargeAfterLateFailure(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	req := middleware.Pay(middleware.FixedPrice("0.01"))
+	req.Timing = middleware.ChargeAfter
+	h := e.m.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "paid content;")
+		w.WriteHeader(http.StatusBadGateway)
+		io.WriteString(w, "upstream failed")
+		w.WriteHeader(http.StatusOK) // a later success does not undo the failure
+	}), req)
+	got := do(t, h, e.iss.Mint(kyapay.TypePay))
+	if got.status != 502 || got.body != "upstream failed" || e.iss.ChargeCount() != 0 {
+		t.Fatalf("got %d %q, ledger %d; want 502 \"upstream failed\" and no charge", got.status, got.body, e.iss.ChargeCount())
+	}
+}

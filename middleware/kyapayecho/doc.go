@@ -29,10 +29,8 @@
 // middleware then returns nil, because the error has been answered.
 //
 // The status decides the charge, as with net/http handlers: a response
-// whose status is 400 or more is delivered and not charged. echo sends the
-// status with the first byte of the body (or with Flush), and its error
-// handler leaves a committed response alone; so a handler that may fail
-// must fail, or set its error status, before it writes. An error returned
-// after the handler has written is not rendered and the response is
-// charged.
+// whose status is 400 or more is delivered and not charged. Because nothing
+// has left the buffer, a handler may still fail after it has written: the
+// error it returns is rendered on a fresh response, the content written so
+// far is discarded, and the request is not charged.
 package kyapayecho

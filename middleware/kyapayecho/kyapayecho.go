@@ -97,6 +97,13 @@ func (b *bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.SetResponse(echo.NewResponse(w, c.Echo()))
 	defer c.SetResponse(orig)
 	if err := b.next(c); err != nil {
+		if res := c.Response(); res.Committed && res.Status < 400 {
+			// The handler failed after it started a success response. Echo's
+			// error handler skips committed responses, but nothing has left
+			// the core's buffer: render the error on a fresh response, whose
+			// failure status makes the buffer drop the partial content.
+			c.SetResponse(echo.NewResponse(w, c.Echo()))
+		}
 		c.Error(err)
 	}
 }

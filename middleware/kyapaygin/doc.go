@@ -27,9 +27,9 @@
 // returns nil, and CloseNotify fires when the request's context is done.
 //
 // The status decides the charge, as with net/http handlers: a response
-// whose status is 400 or more is delivered and not charged. gin sends the
-// status with the first byte of the body (or with Flush), after which gin
-// ignores a new status; so a handler that may fail must set its error
-// status before it writes or flushes. A c.AbortWithStatus(500) after
-// c.Stream has written is ignored and the response is charged.
+// whose status is 400 or more is delivered and not charged. Because nothing
+// has left the buffer, a handler may still fail after it has written or
+// flushed: a later c.AbortWithStatus(500) (or any status of 400 or more)
+// replaces the success, the content written so far is discarded, and the
+// request is not charged. A later success status is ignored, as in gin.
 package kyapaygin

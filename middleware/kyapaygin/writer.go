@@ -47,11 +47,20 @@ func (rw *responseWriter) release() {
 // Header returns w's header map.
 func (rw *responseWriter) Header() http.Header { return rw.w.Header() }
 
-// WriteHeader sets the status sent with the first write. Like gin, it is
-// ignored once the header is written.
+// WriteHeader sets the status sent with the first write. Like gin, a
+// later status is ignored once the header is written, with one exception:
+// a failure status (>= 400) after a success status is passed to the core's
+// buffer, which discards what was written and delivers the failure
+// uncharged (nothing has reached the client yet).
 func (rw *responseWriter) WriteHeader(code int) {
-	if code > 0 && !rw.Written() {
+	switch {
+	case code <= 0:
+	case !rw.Written():
 		rw.status = code
+	case code >= 400 && rw.status < 400:
+		rw.status = code
+		rw.size = 0
+		rw.w.WriteHeader(code)
 	}
 }
 
