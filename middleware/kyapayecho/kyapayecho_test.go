@@ -16,6 +16,7 @@ import (
 	"github.com/labstack/echo/v4"
 	echomw "github.com/labstack/echo/v4/middleware"
 
+	"github.com/kyapay/kyapay-go/internal/sellertest"
 	"github.com/kyapay/kyapay-go/kyapay"
 	"github.com/kyapay/kyapay-go/kyapay/kyapaytest"
 	"github.com/kyapay/kyapay-go/middleware"
@@ -69,7 +70,7 @@ func (s *errorsSeen) last() error {
 
 func TestIdentityRouteLaterHandlersSeeClaims(t *testing.T) {
 	t.Parallel()
-	env := newEnv(t)
+	env := sellertest.New(t)
 	e := newEcho()
 	var sawInMiddle string
 	later := func(next echo.HandlerFunc) echo.HandlerFunc {
@@ -80,33 +81,33 @@ func TestIdentityRouteLaterHandlersSeeClaims(t *testing.T) {
 			return next(c)
 		}
 	}
-	e.GET("/x", report, kyapayecho.MustMiddleware(env.m, middleware.Identity("email")), later)
-	got := do(t, e, env.iss.Mint(kyapay.TypeKYA, kyapaytest.Subject("buyer-7")))
-	if got.status != 200 || got.body != "ok sub=buyer-7" {
-		t.Fatalf("got %d %q; want 200 %q", got.status, got.body, "ok sub=buyer-7")
+	e.GET("/x", report, kyapayecho.MustMiddleware(env.Middleware, middleware.Identity("email")), later)
+	got := sellertest.Do(t, e, env.Issuer.Mint(kyapay.TypeKYA, kyapaytest.Subject("buyer-7")))
+	if got.Status != 200 || got.Body != "ok sub=buyer-7" {
+		t.Fatalf("got %d %q; want 200 %q", got.Status, got.Body, "ok sub=buyer-7")
 	}
 	if sawInMiddle != "buyer-7" {
 		t.Errorf("later middleware saw sub %q; want buyer-7", sawInMiddle)
 	}
-	if n := env.iss.Requests(kyapaytest.EndpointCharge); n != 0 {
+	if n := env.Issuer.Requests(kyapaytest.EndpointCharge); n != 0 {
 		t.Errorf("charge calls = %d on a free route; want 0", n)
 	}
 }
 
 func TestRefusedRequestRunsNoLaterHandler(t *testing.T) {
 	t.Parallel()
-	env := newEnv(t)
+	env := sellertest.New(t)
 	tests := []struct {
 		name  string
 		req   middleware.Requirement
 		token string
 		body  string
 	}{
-		{"missing token", middleware.AnyToken(), "", seedMissing},
-		{"garbage token", middleware.AnyToken(), "not.a.token", seedMissing},
-		{"kya on paid route", middleware.Pay(middleware.FixedPrice("0.01")), env.iss.Mint(kyapay.TypeKYA), seedPay},
-		{"kya on charge-after route", payAfter(), env.iss.Mint(kyapay.TypeKYA), seedPay},
-		{"amount below price", payAfter(), env.iss.Mint(kyapay.TypePay, kyapaytest.Amount("0.005")), seedDep},
+		{"missing token", middleware.AnyToken(), "", sellertest.SeedMissing},
+		{"garbage token", middleware.AnyToken(), "not.a.token", sellertest.SeedMissing},
+		{"kya on paid route", middleware.Pay(middleware.FixedPrice("0.01")), env.Issuer.Mint(kyapay.TypeKYA), sellertest.SeedPay},
+		{"kya on charge-after route", sellertest.PayAfter(), env.Issuer.Mint(kyapay.TypeKYA), sellertest.SeedPay},
+		{"amount below price", sellertest.PayAfter(), env.Issuer.Mint(kyapay.TypePay, kyapaytest.Amount("0.005")), sellertest.SeedDepleted},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -115,10 +116,10 @@ func TestRefusedRequestRunsNoLaterHandler(t *testing.T) {
 			var seen errorsSeen
 			e := newEcho()
 			e.Use(seen.middleware)
-			e.GET("/x", report, kyapayecho.MustMiddleware(env.m, tt.req), later.middleware())
-			got := do(t, e, tt.token)
-			if got.status != http.StatusPaymentRequired || got.body != tt.body {
-				t.Fatalf("got %d %q; want 402 %q", got.status, got.body, tt.body)
+			e.GET("/x", report, kyapayecho.MustMiddleware(env.Middleware, tt.req), later.middleware())
+			got := sellertest.Do(t, e, tt.token)
+			if got.Status != http.StatusPaymentRequired || got.Body != tt.body {
+				t.Fatalf("got %d %q; want 402 %q", got.Status, got.Body, tt.body)
 			}
 			if later.count() != 0 {
 				t.Errorf("later handler ran %d times on a refused request", later.count())
@@ -126,51 +127,51 @@ func TestRefusedRequestRunsNoLaterHandler(t *testing.T) {
 			if err := seen.last(); err != nil {
 				t.Errorf("chain returned %v; want nil (the refusal is answered)", err)
 			}
-			if cc := got.header.Get("Cache-Control"); cc != "no-store" {
+			if cc := got.Header.Get("Cache-Control"); cc != "no-store" {
 				t.Errorf("Cache-Control = %q; want no-store", cc)
 			}
 		})
 	}
-	if n := env.iss.ChargeCount(); n != 0 {
+	if n := env.Issuer.ChargeCount(); n != 0 {
 		t.Errorf("ledger = %d charges; want 0", n)
 	}
 }
 
 func TestChargeBeforeReceiptVisible(t *testing.T) {
 	t.Parallel()
-	env := newEnv(t)
+	env := sellertest.New(t)
 	var later counter
 	e := newEcho()
-	e.GET("/x", report, kyapayecho.MustMiddleware(env.m, middleware.Pay(middleware.FixedPrice("0.01"))), later.middleware())
-	tok := env.iss.Mint(kyapay.TypePay, kyapaytest.Subject("buyer-1"), kyapaytest.Balance("0.05"))
-	got := do(t, e, tok)
-	if want := "ok sub=buyer-1 charged=0.01 remaining=0.04"; got.status != 200 || got.body != want {
-		t.Fatalf("got %d %q; want 200 %q", got.status, got.body, want)
+	e.GET("/x", report, kyapayecho.MustMiddleware(env.Middleware, middleware.Pay(middleware.FixedPrice("0.01"))), later.middleware())
+	tok := env.Issuer.Mint(kyapay.TypePay, kyapaytest.Subject("buyer-1"), kyapaytest.Balance("0.05"))
+	got := sellertest.Do(t, e, tok)
+	if want := "ok sub=buyer-1 charged=0.01 remaining=0.04"; got.Status != 200 || got.Body != want {
+		t.Fatalf("got %d %q; want 200 %q", got.Status, got.Body, want)
 	}
-	if later.count() != 1 || env.iss.ChargeCount() != 1 {
-		t.Errorf("later handler ran %d times, ledger %d charges; want 1 and 1", later.count(), env.iss.ChargeCount())
+	if later.count() != 1 || env.Issuer.ChargeCount() != 1 {
+		t.Errorf("later handler ran %d times, ledger %d charges; want 1 and 1", later.count(), env.Issuer.ChargeCount())
 	}
 }
 
 func TestChargeBeforeErrorGoesToEcho(t *testing.T) {
 	t.Parallel()
-	env := newEnv(t)
+	env := sellertest.New(t)
 	var seen errorsSeen
 	e := newEcho()
 	e.Use(seen.middleware)
 	e.GET("/x", func(echo.Context) error {
 		return echo.NewHTTPError(http.StatusConflict, "conflict")
-	}, kyapayecho.MustMiddleware(env.m, middleware.Pay(middleware.FixedPrice("0.01"))))
-	got := do(t, e, env.iss.Mint(kyapay.TypePay))
-	if got.status != http.StatusConflict || got.body != `{"message":"conflict"}`+"\n" {
-		t.Fatalf("got %d %q; want 409 with echo's JSON error", got.status, got.body)
+	}, kyapayecho.MustMiddleware(env.Middleware, middleware.Pay(middleware.FixedPrice("0.01"))))
+	got := sellertest.Do(t, e, env.Issuer.Mint(kyapay.TypePay))
+	if got.Status != http.StatusConflict || got.Body != `{"message":"conflict"}`+"\n" {
+		t.Fatalf("got %d %q; want 409 with echo's JSON error", got.Status, got.Body)
 	}
 	var he *echo.HTTPError
 	if err := seen.last(); !errors.As(err, &he) || he.Code != http.StatusConflict {
 		t.Errorf("chain returned %v; want the handler's *echo.HTTPError", err)
 	}
-	if env.iss.ChargeCount() != 1 {
-		t.Errorf("ledger = %d charges; want 1 (charged before the handler)", env.iss.ChargeCount())
+	if env.Issuer.ChargeCount() != 1 {
+		t.Errorf("ledger = %d charges; want 1 (charged before the handler)", env.Issuer.ChargeCount())
 	}
 }
 
@@ -223,7 +224,7 @@ func TestChargeAfterHandlerFailureIsNotCharged(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			env := newEnv(t)
+			env := sellertest.New(t)
 			var handled atomic.Int32
 			var seen errorsSeen
 			e := newEcho()
@@ -236,14 +237,14 @@ func TestChargeAfterHandlerFailureIsNotCharged(t *testing.T) {
 				errorHandler(err, c)
 			}
 			e.Use(seen.middleware)
-			e.GET("/x", tt.handler, kyapayecho.MustMiddleware(env.m, payAfter()))
-			got := do(t, e, env.iss.Mint(kyapay.TypePay))
-			if got.status != tt.status || got.body != tt.body {
-				t.Fatalf("got %d %q; want %d %q", got.status, got.body, tt.status, tt.body)
+			e.GET("/x", tt.handler, kyapayecho.MustMiddleware(env.Middleware, sellertest.PayAfter()))
+			got := sellertest.Do(t, e, env.Issuer.Mint(kyapay.TypePay))
+			if got.Status != tt.status || got.Body != tt.body {
+				t.Fatalf("got %d %q; want %d %q", got.Status, got.Body, tt.status, tt.body)
 			}
-			if env.iss.ChargeCount() != 0 || env.iss.Requests(kyapaytest.EndpointCharge) != 0 {
+			if env.Issuer.ChargeCount() != 0 || env.Issuer.Requests(kyapaytest.EndpointCharge) != 0 {
 				t.Errorf("ledger %d charges, %d charge calls for a failed handler; want 0 and 0",
-					env.iss.ChargeCount(), env.iss.Requests(kyapaytest.EndpointCharge))
+					env.Issuer.ChargeCount(), env.Issuer.Requests(kyapaytest.EndpointCharge))
 			}
 			if err := seen.last(); err != nil {
 				t.Errorf("chain returned %v; want nil (the error was answered inside the buffer)", err)
@@ -257,35 +258,35 @@ func TestChargeAfterHandlerFailureIsNotCharged(t *testing.T) {
 
 func TestChargeAfterDeclinedLeaksNothing(t *testing.T) {
 	t.Parallel()
-	env := newEnv(t)
+	env := sellertest.New(t)
 	var ran counter
 	e := newEcho()
 	e.GET("/x", func(c echo.Context) error { stream(c); return nil },
-		kyapayecho.MustMiddleware(env.m, payAfter()), ran.middleware())
+		kyapayecho.MustMiddleware(env.Middleware, sellertest.PayAfter()), ran.middleware())
 	for name, tok := range map[string]string{
-		"zero balance":  env.iss.Mint(kyapay.TypePay, kyapaytest.Balance("0")),
-		"already spent": env.spentElsewhere(t),
+		"zero balance":  env.Issuer.Mint(kyapay.TypePay, kyapaytest.Balance("0")),
+		"already spent": env.SpentElsewhere(t),
 	} {
 		before := ran.count()
-		got := do(t, e, tok)
-		if got.status != http.StatusPaymentRequired || got.body != seedDep {
-			t.Errorf("%s: got %d %q; want 402 %q", name, got.status, got.body, seedDep)
+		got := sellertest.Do(t, e, tok)
+		if got.Status != http.StatusPaymentRequired || got.Body != sellertest.SeedDepleted {
+			t.Errorf("%s: got %d %q; want 402 %q", name, got.Status, got.Body, sellertest.SeedDepleted)
 		}
-		if h := got.header.Get("X-Secret-Header"); h != "" {
+		if h := got.Header.Get("X-Secret-Header"); h != "" {
 			t.Errorf("%s: handler header leaked: X-Secret-Header = %q", name, h)
 		}
 		if ran.count() != before+1 {
 			t.Errorf("%s: handler ran %d times; want 1 (charge-after runs it first)", name, ran.count()-before)
 		}
 	}
-	if n := env.iss.ChargeCount(); n != 1 {
+	if n := env.Issuer.ChargeCount(); n != 1 {
 		t.Errorf("ledger = %d charges; want 1 (the spending elsewhere)", n)
 	}
 }
 
 func TestChargeAfterSuccessDeliversAfterCharge(t *testing.T) {
 	t.Parallel()
-	env := newEnv(t)
+	env := sellertest.New(t)
 	var outer struct {
 		swapped   bool
 		status    int
@@ -312,16 +313,16 @@ func TestChargeAfterSuccessDeliversAfterCharge(t *testing.T) {
 		c.Response().WriteHeader(http.StatusCreated)
 		stream(c)
 		return nil
-	}, kyapayecho.MustMiddleware(env.m, payAfter()))
-	got := do(t, e, env.iss.Mint(kyapay.TypePay))
-	if want := "part one;part 2;part 3;"; got.status != 201 || got.body != want {
-		t.Fatalf("got %d %q; want 201 %q", got.status, got.body, want)
+	}, kyapayecho.MustMiddleware(env.Middleware, sellertest.PayAfter()))
+	got := sellertest.Do(t, e, env.Issuer.Mint(kyapay.TypePay))
+	if want := "part one;part 2;part 3;"; got.Status != 201 || got.Body != want {
+		t.Fatalf("got %d %q; want 201 %q", got.Status, got.Body, want)
 	}
-	if h := got.header.Get("X-Secret-Header"); h != "leak" {
+	if h := got.Header.Get("X-Secret-Header"); h != "leak" {
 		t.Errorf("X-Secret-Header = %q; want the handler's header after the charge", h)
 	}
-	if env.iss.ChargeCount() != 1 {
-		t.Errorf("ledger = %d charges; want 1", env.iss.ChargeCount())
+	if env.Issuer.ChargeCount() != 1 {
+		t.Errorf("ledger = %d charges; want 1", env.Issuer.ChargeCount())
 	}
 	if outer.swapped || outer.status != 201 || !outer.committed || outer.err != nil {
 		t.Errorf("outer middleware saw swapped %v, status %d, committed %v, err %v; want echo's own response, 201, true, nil",
@@ -338,67 +339,67 @@ func TestChargeAfterSuccessDeliversAfterCharge(t *testing.T) {
 // content, and is not charged (nothing had left the buffer).
 func TestChargeAfterLateFailureIsNotCharged(t *testing.T) {
 	t.Parallel()
-	env := newEnv(t)
+	env := sellertest.New(t)
 	e := newEcho()
 	e.GET("/x", func(c echo.Context) error {
 		stream(c)
 		return echo.NewHTTPError(http.StatusInternalServerError, "failed midway")
-	}, kyapayecho.MustMiddleware(env.m, payAfter()))
-	got := do(t, e, env.iss.Mint(kyapay.TypePay))
-	if got.status != 500 || !strings.Contains(got.body, "failed midway") || strings.Contains(got.body, "part") || env.iss.ChargeCount() != 0 {
-		t.Fatalf("got %d %q, ledger %d; want 500 with the error, without the streamed parts, and no charge", got.status, got.body, env.iss.ChargeCount())
+	}, kyapayecho.MustMiddleware(env.Middleware, sellertest.PayAfter()))
+	got := sellertest.Do(t, e, env.Issuer.Mint(kyapay.TypePay))
+	if got.Status != 500 || !strings.Contains(got.Body, "failed midway") || strings.Contains(got.Body, "part") || env.Issuer.ChargeCount() != 0 {
+		t.Fatalf("got %d %q, ledger %d; want 500 with the error, without the streamed parts, and no charge", got.Status, got.Body, env.Issuer.ChargeCount())
 	}
 }
 
 func TestChargeAfterNothingLeaksOverRealConnection(t *testing.T) {
 	t.Parallel()
-	env := newEnv(t)
+	env := sellertest.New(t)
 	// The handler has written and flushed before the charge is sent; when
 	// the fake charge API sees the request, not one byte may have reached
 	// the client's connection.
 	var written atomic.Int64
-	env.iss.InjectFault(kyapaytest.Fault{Endpoint: kyapaytest.EndpointCharge, Latency: time.Nanosecond, Times: 1,
+	env.Issuer.InjectFault(kyapaytest.Fault{Endpoint: kyapaytest.EndpointCharge, Latency: time.Nanosecond, Times: 1,
 		OnApply: func() {
 			if n := written.Load(); n != 0 {
 				t.Errorf("%d bytes reached the client before the charge", n)
 			}
 		}})
 	e := newEcho()
-	e.GET("/x", func(c echo.Context) error { stream(c); return nil }, kyapayecho.MustMiddleware(env.m, payAfter()))
-	srv := newCountingServer(e, &written)
+	e.GET("/x", func(c echo.Context) error { stream(c); return nil }, kyapayecho.MustMiddleware(env.Middleware, sellertest.PayAfter()))
+	srv := sellertest.NewCountingServer(e, &written)
 	defer srv.Close()
 
 	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/x", nil)
-	req.Header.Set("skyfire-pay-id", env.iss.Mint(kyapay.TypePay))
+	req.Header.Set("skyfire-pay-id", env.Issuer.Mint(kyapay.TypePay))
 	resp, err := srv.Client().Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	if want := "part one;part 2;part 3;"; resp.StatusCode != 200 || string(b) != want || env.iss.ChargeCount() != 1 {
-		t.Errorf("got %d %q, ledger %d; want 200 %q, 1 charge", resp.StatusCode, b, env.iss.ChargeCount(), want)
+	if want := "part one;part 2;part 3;"; resp.StatusCode != 200 || string(b) != want || env.Issuer.ChargeCount() != 1 {
+		t.Errorf("got %d %q, ledger %d; want 200 %q, 1 charge", resp.StatusCode, b, env.Issuer.ChargeCount(), want)
 	}
 }
 
 func TestChargeAfterCannotHijack(t *testing.T) {
 	t.Parallel()
-	env := newEnv(t)
+	env := sellertest.New(t)
 	e := newEcho()
 	e.GET("/x", func(c echo.Context) error {
 		if _, _, err := c.Response().Hijack(); err == nil {
 			t.Error("Response().Hijack reached the connection")
 		}
 		return c.String(http.StatusOK, "fine")
-	}, kyapayecho.MustMiddleware(env.m, payAfter()))
-	if got := do(t, e, env.iss.Mint(kyapay.TypePay)); got.status != 200 || got.body != "fine" {
-		t.Fatalf("got %d %q; want 200 %q", got.status, got.body, "fine")
+	}, kyapayecho.MustMiddleware(env.Middleware, sellertest.PayAfter()))
+	if got := sellertest.Do(t, e, env.Issuer.Mint(kyapay.TypePay)); got.Status != 200 || got.Body != "fine" {
+		t.Fatalf("got %d %q; want 200 %q", got.Status, got.Body, "fine")
 	}
 }
 
 func TestFreeRouteCanHijack(t *testing.T) {
 	t.Parallel()
-	env := newEnv(t)
+	env := sellertest.New(t)
 	e := newEcho()
 	e.GET("/x", func(c echo.Context) error {
 		conn, bw, err := c.Response().Hijack()
@@ -408,11 +409,11 @@ func TestFreeRouteCanHijack(t *testing.T) {
 		defer conn.Close()
 		bw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\nhijacked")
 		return bw.Flush()
-	}, kyapayecho.MustMiddleware(env.m, middleware.Identity()))
+	}, kyapayecho.MustMiddleware(env.Middleware, middleware.Identity()))
 	srv := httptest.NewServer(e)
 	defer srv.Close()
 	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/x", nil)
-	req.Header.Set("skyfire-pay-id", env.iss.Mint(kyapay.TypeKYA))
+	req.Header.Set("skyfire-pay-id", env.Issuer.Mint(kyapay.TypeKYA))
 	resp, err := srv.Client().Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -425,26 +426,26 @@ func TestFreeRouteCanHijack(t *testing.T) {
 
 func TestChargeAfterClientGone(t *testing.T) {
 	t.Parallel()
-	env := newEnv(t)
+	env := sellertest.New(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	e := newEcho()
 	e.GET("/x", func(c echo.Context) error {
 		io.WriteString(c.Response(), "content")
 		cancel() // the client hangs up while the handler works
 		return nil
-	}, kyapayecho.MustMiddleware(env.m, payAfter()))
+	}, kyapayecho.MustMiddleware(env.Middleware, sellertest.PayAfter()))
 	req := httptest.NewRequest(http.MethodGet, "/x", nil).WithContext(ctx)
-	req.Header.Set("skyfire-pay-id", env.iss.Mint(kyapay.TypePay))
+	req.Header.Set("skyfire-pay-id", env.Issuer.Mint(kyapay.TypePay))
 	w := httptest.NewRecorder()
 	e.ServeHTTP(w, req)
-	if env.iss.ChargeCount() != 0 || strings.Contains(w.Body.String(), "content") {
-		t.Errorf("ledger %d, body %q; want no charge and no content for a client that left", env.iss.ChargeCount(), w.Body)
+	if env.Issuer.ChargeCount() != 0 || strings.Contains(w.Body.String(), "content") {
+		t.Errorf("ledger %d, body %q; want no charge and no content for a client that left", env.Issuer.ChargeCount(), w.Body)
 	}
 }
 
 func TestChargeAfterPanicIsRecoveredUncharged(t *testing.T) {
 	t.Parallel()
-	env := newEnv(t)
+	env := sellertest.New(t)
 	e := newEcho()
 	e.Use(echomw.RecoverWithConfig(echomw.RecoverConfig{DisablePrintStack: true, DisableErrorHandler: false}))
 	e.GET("/x", func(c echo.Context) error {
@@ -452,25 +453,25 @@ func TestChargeAfterPanicIsRecoveredUncharged(t *testing.T) {
 		io.WriteString(c.Response(), "secret")
 		c.Response().Flush()
 		panic("boom")
-	}, kyapayecho.MustMiddleware(env.m, payAfter()))
-	got := do(t, e, env.iss.Mint(kyapay.TypePay))
-	if got.status != 500 || strings.Contains(got.body, "secret") || got.header.Get("X-Secret-Header") != "" {
-		t.Fatalf("got %d %q %v; want echo's bare 500", got.status, got.body, got.header)
+	}, kyapayecho.MustMiddleware(env.Middleware, sellertest.PayAfter()))
+	got := sellertest.Do(t, e, env.Issuer.Mint(kyapay.TypePay))
+	if got.Status != 500 || strings.Contains(got.Body, "secret") || got.Header.Get("X-Secret-Header") != "" {
+		t.Fatalf("got %d %q %v; want echo's bare 500", got.Status, got.Body, got.Header)
 	}
-	if env.iss.ChargeCount() != 0 {
-		t.Errorf("ledger = %d charges; want 0", env.iss.ChargeCount())
+	if env.Issuer.ChargeCount() != 0 {
+		t.Errorf("ledger = %d charges; want 0", env.Issuer.ChargeCount())
 	}
 }
 
 func TestParallelChargeAfterAgainstExactBalance(t *testing.T) {
 	t.Parallel()
 	const n, m = 30, 7
-	env := newEnv(t)
+	env := sellertest.New(t)
 	e := newEcho()
-	e.GET("/x", func(c echo.Context) error { stream(c); return nil }, kyapayecho.MustMiddleware(env.m, payAfter()))
+	e.GET("/x", func(c echo.Context) error { stream(c); return nil }, kyapayecho.MustMiddleware(env.Middleware, sellertest.PayAfter()))
 	srv := httptest.NewServer(e)
 	defer srv.Close()
-	tok := env.iss.Mint(kyapay.TypePay, kyapaytest.Balance("0.07"))
+	tok := env.Issuer.Mint(kyapay.TypePay, kyapaytest.Balance("0.07"))
 	var ok, refused atomic.Int32
 	var wg sync.WaitGroup
 	for range n {
@@ -495,15 +496,15 @@ func TestParallelChargeAfterAgainstExactBalance(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if ok.Load() != m || refused.Load() != n-m || env.iss.ChargeCount() != m {
-		t.Errorf("successes %d, refusals %d, ledger %d; want %d, %d, %d", ok.Load(), refused.Load(), env.iss.ChargeCount(), m, n-m, m)
+	if ok.Load() != m || refused.Load() != n-m || env.Issuer.ChargeCount() != m {
+		t.Errorf("successes %d, refusals %d, ledger %d; want %d, %d, %d", ok.Load(), refused.Load(), env.Issuer.ChargeCount(), m, n-m, m)
 	}
 }
 
 func TestInvalidRequirement(t *testing.T) {
 	t.Parallel()
-	env := newEnv(t)
-	if _, err := kyapayecho.Middleware(env.m, middleware.Pay(middleware.FixedPrice("0"))); err == nil {
+	env := sellertest.New(t)
+	if _, err := kyapayecho.Middleware(env.Middleware, middleware.Pay(middleware.FixedPrice("0"))); err == nil {
 		t.Error("Middleware accepted a zero fixed price")
 	}
 	if _, err := kyapayecho.Middleware(nil, middleware.AnyToken()); err == nil {
@@ -514,7 +515,7 @@ func TestInvalidRequirement(t *testing.T) {
 			t.Error("MustMiddleware did not panic on an unknown identity field")
 		}
 	}()
-	kyapayecho.MustMiddleware(env.m, middleware.Identity("nationality"))
+	kyapayecho.MustMiddleware(env.Middleware, middleware.Identity("nationality"))
 }
 
 func TestAccessorsWithoutMiddleware(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/kyapay/kyapay-go/internal/sellertest"
 	"github.com/kyapay/kyapay-go/kyapay"
 	"github.com/kyapay/kyapay-go/kyapay/kyapaytest"
 	"github.com/kyapay/kyapay-go/middleware"
@@ -38,10 +39,10 @@ func report(c *gin.Context) {
 
 func TestIdentityRouteLaterHandlersSeeClaims(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	e := sellertest.New(t)
 	r := gin.New()
 	var sawInMiddle string
-	r.GET("/x", kyapaygin.MustMiddleware(e.m, middleware.Identity("email")),
+	r.GET("/x", kyapaygin.MustMiddleware(e.Middleware, middleware.Identity("email")),
 		func(c *gin.Context) {
 			// A later middleware sees the claims both ways.
 			claims, ok := kyapay.FromContext(c.Request.Context())
@@ -50,32 +51,32 @@ func TestIdentityRouteLaterHandlersSeeClaims(t *testing.T) {
 			}
 			c.Next()
 		}, report)
-	got := do(t, r, e.iss.Mint(kyapay.TypeKYA, kyapaytest.Subject("buyer-7")))
-	if got.status != 200 || got.body != "ok sub=buyer-7" {
-		t.Fatalf("got %d %q; want 200 %q", got.status, got.body, "ok sub=buyer-7")
+	got := sellertest.Do(t, r, e.Issuer.Mint(kyapay.TypeKYA, kyapaytest.Subject("buyer-7")))
+	if got.Status != 200 || got.Body != "ok sub=buyer-7" {
+		t.Fatalf("got %d %q; want 200 %q", got.Status, got.Body, "ok sub=buyer-7")
 	}
 	if sawInMiddle != "buyer-7" {
 		t.Errorf("later middleware saw sub %q; want buyer-7", sawInMiddle)
 	}
-	if n := e.iss.Requests(kyapaytest.EndpointCharge); n != 0 {
+	if n := e.Issuer.Requests(kyapaytest.EndpointCharge); n != 0 {
 		t.Errorf("charge calls = %d on a free route; want 0", n)
 	}
 }
 
 func TestRefusedRequestRunsNoLaterHandler(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	e := sellertest.New(t)
 	tests := []struct {
 		name  string
 		req   middleware.Requirement
 		token string
 		body  string
 	}{
-		{"missing token", middleware.AnyToken(), "", seedMissing},
-		{"garbage token", middleware.AnyToken(), "not.a.token", seedMissing},
-		{"kya on paid route", middleware.Pay(middleware.FixedPrice("0.01")), e.iss.Mint(kyapay.TypeKYA), seedPay},
-		{"kya on charge-after route", payAfter(), e.iss.Mint(kyapay.TypeKYA), seedPay},
-		{"amount below price", payAfter(), e.iss.Mint(kyapay.TypePay, kyapaytest.Amount("0.005")), seedDep},
+		{"missing token", middleware.AnyToken(), "", sellertest.SeedMissing},
+		{"garbage token", middleware.AnyToken(), "not.a.token", sellertest.SeedMissing},
+		{"kya on paid route", middleware.Pay(middleware.FixedPrice("0.01")), e.Issuer.Mint(kyapay.TypeKYA), sellertest.SeedPay},
+		{"kya on charge-after route", sellertest.PayAfter(), e.Issuer.Mint(kyapay.TypeKYA), sellertest.SeedPay},
+		{"amount below price", sellertest.PayAfter(), e.Issuer.Mint(kyapay.TypePay, kyapaytest.Amount("0.005")), sellertest.SeedDepleted},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -87,10 +88,10 @@ func TestRefusedRequestRunsNoLaterHandler(t *testing.T) {
 				c.Next()
 				aborted = c.IsAborted()
 			})
-			r.GET("/x", kyapaygin.MustMiddleware(e.m, tt.req), later.handler(), report)
-			got := do(t, r, tt.token)
-			if got.status != http.StatusPaymentRequired || got.body != tt.body {
-				t.Fatalf("got %d %q; want 402 %q", got.status, got.body, tt.body)
+			r.GET("/x", kyapaygin.MustMiddleware(e.Middleware, tt.req), later.handler(), report)
+			got := sellertest.Do(t, r, tt.token)
+			if got.Status != http.StatusPaymentRequired || got.Body != tt.body {
+				t.Fatalf("got %d %q; want 402 %q", got.Status, got.Body, tt.body)
 			}
 			if later.count() != 0 {
 				t.Errorf("later handler ran %d times on a refused request", later.count())
@@ -98,31 +99,31 @@ func TestRefusedRequestRunsNoLaterHandler(t *testing.T) {
 			if !aborted {
 				t.Error("c.IsAborted() = false after a refusal; want true")
 			}
-			if cc := got.header.Get("Cache-Control"); cc != "no-store" {
+			if cc := got.Header.Get("Cache-Control"); cc != "no-store" {
 				t.Errorf("Cache-Control = %q; want no-store", cc)
 			}
 		})
 	}
-	if n := e.iss.ChargeCount(); n != 0 {
+	if n := e.Issuer.ChargeCount(); n != 0 {
 		t.Errorf("ledger = %d charges; want 0", n)
 	}
 }
 
 func TestChargeBeforeReceiptVisible(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	e := sellertest.New(t)
 	var later counter
 	r := gin.New()
-	r.GET("/x", kyapaygin.MustMiddleware(e.m, middleware.Pay(middleware.FixedPrice("0.01"))), later.handler(), report)
-	tok := e.iss.Mint(kyapay.TypePay, kyapaytest.Subject("buyer-1"), kyapaytest.Balance("0.05"))
-	got := do(t, r, tok)
-	if want := "ok sub=buyer-1 charged=0.01 remaining=0.04"; got.status != 200 || got.body != want {
-		t.Fatalf("got %d %q; want 200 %q", got.status, got.body, want)
+	r.GET("/x", kyapaygin.MustMiddleware(e.Middleware, middleware.Pay(middleware.FixedPrice("0.01"))), later.handler(), report)
+	tok := e.Issuer.Mint(kyapay.TypePay, kyapaytest.Subject("buyer-1"), kyapaytest.Balance("0.05"))
+	got := sellertest.Do(t, r, tok)
+	if want := "ok sub=buyer-1 charged=0.01 remaining=0.04"; got.Status != 200 || got.Body != want {
+		t.Fatalf("got %d %q; want 200 %q", got.Status, got.Body, want)
 	}
-	if later.count() != 1 || e.iss.ChargeCount() != 1 {
-		t.Errorf("later handler ran %d times, ledger %d charges; want 1 and 1", later.count(), e.iss.ChargeCount())
+	if later.count() != 1 || e.Issuer.ChargeCount() != 1 {
+		t.Errorf("later handler ran %d times, ledger %d charges; want 1 and 1", later.count(), e.Issuer.ChargeCount())
 	}
-	if bal, _ := e.iss.Balance(kyapaytest.TokenID(tok)); bal.String() != "0.04" {
+	if bal, _ := e.Issuer.Balance(kyapaytest.TokenID(tok)); bal.String() != "0.04" {
 		t.Errorf("balance = %v; want 0.04", bal)
 	}
 }
@@ -170,16 +171,16 @@ func TestChargeAfterHandlerFailureIsNotCharged(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			e := newEnv(t)
+			e := sellertest.New(t)
 			r := gin.New()
-			r.GET("/x", append([]gin.HandlerFunc{kyapaygin.MustMiddleware(e.m, payAfter())}, tt.handlers...)...)
-			got := do(t, r, e.iss.Mint(kyapay.TypePay))
-			if got.status != tt.status || got.body != tt.body {
-				t.Fatalf("got %d %q; want %d %q", got.status, got.body, tt.status, tt.body)
+			r.GET("/x", append([]gin.HandlerFunc{kyapaygin.MustMiddleware(e.Middleware, sellertest.PayAfter())}, tt.handlers...)...)
+			got := sellertest.Do(t, r, e.Issuer.Mint(kyapay.TypePay))
+			if got.Status != tt.status || got.Body != tt.body {
+				t.Fatalf("got %d %q; want %d %q", got.Status, got.Body, tt.status, tt.body)
 			}
-			if e.iss.ChargeCount() != 0 || e.iss.Requests(kyapaytest.EndpointCharge) != 0 {
+			if e.Issuer.ChargeCount() != 0 || e.Issuer.Requests(kyapaytest.EndpointCharge) != 0 {
 				t.Errorf("ledger %d charges, %d charge calls for a failed handler; want 0 and 0",
-					e.iss.ChargeCount(), e.iss.Requests(kyapaytest.EndpointCharge))
+					e.Issuer.ChargeCount(), e.Issuer.Requests(kyapaytest.EndpointCharge))
 			}
 		})
 	}
@@ -187,35 +188,35 @@ func TestChargeAfterHandlerFailureIsNotCharged(t *testing.T) {
 
 func TestChargeAfterDeclinedLeaksNothing(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	e := sellertest.New(t)
 	var ran counter
 	r := gin.New()
-	r.GET("/x", kyapaygin.MustMiddleware(e.m, payAfter()), ran.handler(), stream)
+	r.GET("/x", kyapaygin.MustMiddleware(e.Middleware, sellertest.PayAfter()), ran.handler(), stream)
 
 	for name, tok := range map[string]string{
-		"zero balance":  e.iss.Mint(kyapay.TypePay, kyapaytest.Balance("0")),
-		"already spent": e.spentElsewhere(t),
+		"zero balance":  e.Issuer.Mint(kyapay.TypePay, kyapaytest.Balance("0")),
+		"already spent": e.SpentElsewhere(t),
 	} {
 		before := ran.count()
-		got := do(t, r, tok)
-		if got.status != http.StatusPaymentRequired || got.body != seedDep {
-			t.Errorf("%s: got %d %q; want 402 %q", name, got.status, got.body, seedDep)
+		got := sellertest.Do(t, r, tok)
+		if got.Status != http.StatusPaymentRequired || got.Body != sellertest.SeedDepleted {
+			t.Errorf("%s: got %d %q; want 402 %q", name, got.Status, got.Body, sellertest.SeedDepleted)
 		}
-		if h := got.header.Get("X-Secret-Header"); h != "" {
+		if h := got.Header.Get("X-Secret-Header"); h != "" {
 			t.Errorf("%s: handler header leaked: X-Secret-Header = %q", name, h)
 		}
 		if ran.count() != before+1 {
 			t.Errorf("%s: handler ran %d times; want 1 (charge-after runs it first)", name, ran.count()-before)
 		}
 	}
-	if n := e.iss.ChargeCount(); n != 1 {
+	if n := e.Issuer.ChargeCount(); n != 1 {
 		t.Errorf("ledger = %d charges; want 1 (the spending elsewhere)", n)
 	}
 }
 
 func TestChargeAfterSuccessDeliversAfterCharge(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	e := sellertest.New(t)
 	var outerStatus int
 	var outerWriter gin.ResponseWriter
 	r := gin.New()
@@ -227,7 +228,7 @@ func TestChargeAfterSuccessDeliversAfterCharge(t *testing.T) {
 			outerWriter = c.Writer
 		}
 	})
-	r.GET("/x", kyapaygin.MustMiddleware(e.m, payAfter()), func(c *gin.Context) {
+	r.GET("/x", kyapaygin.MustMiddleware(e.Middleware, sellertest.PayAfter()), func(c *gin.Context) {
 		if _, ok := kyapaygin.Receipt(c); ok {
 			t.Error("receipt present before a charge-after charge")
 		}
@@ -237,16 +238,16 @@ func TestChargeAfterSuccessDeliversAfterCharge(t *testing.T) {
 		c.Status(http.StatusCreated)
 		stream(c)
 	})
-	tok := e.iss.Mint(kyapay.TypePay)
-	got := do(t, r, tok)
-	if want := "part one;part 2;part 3;"; got.status != 201 || got.body != want {
-		t.Fatalf("got %d %q; want 201 %q", got.status, got.body, want)
+	tok := e.Issuer.Mint(kyapay.TypePay)
+	got := sellertest.Do(t, r, tok)
+	if want := "part one;part 2;part 3;"; got.Status != 201 || got.Body != want {
+		t.Fatalf("got %d %q; want 201 %q", got.Status, got.Body, want)
 	}
-	if h := got.header.Get("X-Secret-Header"); h != "leak" {
+	if h := got.Header.Get("X-Secret-Header"); h != "leak" {
 		t.Errorf("X-Secret-Header = %q; want the handler's header after the charge", h)
 	}
-	if e.iss.ChargeCount() != 1 {
-		t.Errorf("ledger = %d charges; want 1", e.iss.ChargeCount())
+	if e.Issuer.ChargeCount() != 1 {
+		t.Errorf("ledger = %d charges; want 1", e.Issuer.ChargeCount())
 	}
 	if outerStatus != 201 || outerWriter != nil {
 		t.Errorf("outer middleware saw status %d, writer replaced by %T; want 201 and gin's own writer", outerStatus, outerWriter)
@@ -261,54 +262,54 @@ func TestChargeAfterSuccessDeliversAfterCharge(t *testing.T) {
 // is not charged (nothing had left the buffer).
 func TestChargeAfterLateFailureIsNotCharged(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	e := sellertest.New(t)
 	r := gin.New()
-	r.GET("/x", kyapaygin.MustMiddleware(e.m, payAfter()), func(c *gin.Context) {
+	r.GET("/x", kyapaygin.MustMiddleware(e.Middleware, sellertest.PayAfter()), func(c *gin.Context) {
 		stream(c)
 		c.AbortWithStatus(http.StatusInternalServerError)
 	})
-	got := do(t, r, e.iss.Mint(kyapay.TypePay))
-	if got.status != 500 || strings.Contains(got.body, "part") || e.iss.ChargeCount() != 0 {
-		t.Fatalf("got %d %q, ledger %d; want 500 without the streamed parts and no charge", got.status, got.body, e.iss.ChargeCount())
+	got := sellertest.Do(t, r, e.Issuer.Mint(kyapay.TypePay))
+	if got.Status != 500 || strings.Contains(got.Body, "part") || e.Issuer.ChargeCount() != 0 {
+		t.Fatalf("got %d %q, ledger %d; want 500 without the streamed parts and no charge", got.Status, got.Body, e.Issuer.ChargeCount())
 	}
 }
 
 func TestChargeAfterNothingLeaksOverRealConnection(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	e := sellertest.New(t)
 	// The handler has written and flushed before the charge is sent; when
 	// the fake charge API sees the request, not one byte may have reached
 	// the client's connection.
 	var written atomic.Int64
-	e.iss.InjectFault(kyapaytest.Fault{Endpoint: kyapaytest.EndpointCharge, Latency: time.Nanosecond, Times: 1,
+	e.Issuer.InjectFault(kyapaytest.Fault{Endpoint: kyapaytest.EndpointCharge, Latency: time.Nanosecond, Times: 1,
 		OnApply: func() {
 			if n := written.Load(); n != 0 {
 				t.Errorf("%d bytes reached the client before the charge", n)
 			}
 		}})
 	r := gin.New()
-	r.GET("/x", kyapaygin.MustMiddleware(e.m, payAfter()), stream)
-	srv := newCountingServer(r, &written)
+	r.GET("/x", kyapaygin.MustMiddleware(e.Middleware, sellertest.PayAfter()), stream)
+	srv := sellertest.NewCountingServer(r, &written)
 	defer srv.Close()
 
 	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/x", nil)
-	req.Header.Set("skyfire-pay-id", e.iss.Mint(kyapay.TypePay))
+	req.Header.Set("skyfire-pay-id", e.Issuer.Mint(kyapay.TypePay))
 	resp, err := srv.Client().Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	if want := "part one;part 2;part 3;"; resp.StatusCode != 200 || string(b) != want || e.iss.ChargeCount() != 1 {
-		t.Errorf("got %d %q, ledger %d; want 200 %q, 1 charge", resp.StatusCode, b, e.iss.ChargeCount(), want)
+	if want := "part one;part 2;part 3;"; resp.StatusCode != 200 || string(b) != want || e.Issuer.ChargeCount() != 1 {
+		t.Errorf("got %d %q, ledger %d; want 200 %q, 1 charge", resp.StatusCode, b, e.Issuer.ChargeCount(), want)
 	}
 }
 
 func TestChargeAfterWriterKeepsConnectionAway(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	e := sellertest.New(t)
 	r := gin.New()
-	r.GET("/x", kyapaygin.MustMiddleware(e.m, payAfter()), func(c *gin.Context) {
+	r.GET("/x", kyapaygin.MustMiddleware(e.Middleware, sellertest.PayAfter()), func(c *gin.Context) {
 		w := c.Writer
 		if w.Status() != 200 || w.Written() || w.Size() != -1 {
 			t.Errorf("fresh writer: status %d, written %v, size %d; want 200, false, -1", w.Status(), w.Written(), w.Size())
@@ -337,19 +338,19 @@ func TestChargeAfterWriterKeepsConnectionAway(t *testing.T) {
 			t.Errorf("status after a late WriteHeader = %d; want 202", w.Status())
 		}
 	})
-	got := do(t, r, e.iss.Mint(kyapay.TypePay))
-	if got.status != 202 || got.body != "abc" {
-		t.Fatalf("got %d %q; want 202 %q", got.status, got.body, "abc")
+	got := sellertest.Do(t, r, e.Issuer.Mint(kyapay.TypePay))
+	if got.Status != 202 || got.Body != "abc" {
+		t.Fatalf("got %d %q; want 202 %q", got.Status, got.Body, "abc")
 	}
 }
 
 func TestChargeAfterClientGone(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	e := sellertest.New(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	var gone bool
 	r := gin.New()
-	r.GET("/x", kyapaygin.MustMiddleware(e.m, payAfter()), func(c *gin.Context) {
+	r.GET("/x", kyapaygin.MustMiddleware(e.Middleware, sellertest.PayAfter()), func(c *gin.Context) {
 		c.Writer.WriteString("content")
 		cancel() // the client hangs up while the handler streams
 		gone = c.Stream(func(io.Writer) bool {
@@ -358,48 +359,48 @@ func TestChargeAfterClientGone(t *testing.T) {
 		})
 	})
 	req := httptest.NewRequest(http.MethodGet, "/x", nil).WithContext(ctx)
-	req.Header.Set("skyfire-pay-id", e.iss.Mint(kyapay.TypePay))
+	req.Header.Set("skyfire-pay-id", e.Issuer.Mint(kyapay.TypePay))
 	w := httptest.NewRecorder()
 	r.ServeHTTP(w, req)
 	if !gone {
 		t.Error("c.Stream did not report the client gone")
 	}
-	if e.iss.ChargeCount() != 0 || strings.Contains(w.Body.String(), "content") {
-		t.Errorf("ledger %d, body %q; want no charge and no content for a client that left", e.iss.ChargeCount(), w.Body)
+	if e.Issuer.ChargeCount() != 0 || strings.Contains(w.Body.String(), "content") {
+		t.Errorf("ledger %d, body %q; want no charge and no content for a client that left", e.Issuer.ChargeCount(), w.Body)
 	}
 }
 
 func TestChargeAfterPanicIsRecoveredUncharged(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	e := sellertest.New(t)
 	r := gin.New()
 	r.Use(gin.CustomRecoveryWithWriter(io.Discard, func(c *gin.Context, _ any) {
 		c.AbortWithStatus(http.StatusInternalServerError)
 	}))
-	r.GET("/x", kyapaygin.MustMiddleware(e.m, payAfter()), func(c *gin.Context) {
+	r.GET("/x", kyapaygin.MustMiddleware(e.Middleware, sellertest.PayAfter()), func(c *gin.Context) {
 		c.Header("X-Secret-Header", "leak")
 		c.Writer.WriteString("secret")
 		c.Writer.Flush()
 		panic("boom")
 	})
-	got := do(t, r, e.iss.Mint(kyapay.TypePay))
-	if got.status != 500 || strings.Contains(got.body, "secret") || got.header.Get("X-Secret-Header") != "" {
-		t.Fatalf("got %d %q %v; want a bare 500", got.status, got.body, got.header)
+	got := sellertest.Do(t, r, e.Issuer.Mint(kyapay.TypePay))
+	if got.Status != 500 || strings.Contains(got.Body, "secret") || got.Header.Get("X-Secret-Header") != "" {
+		t.Fatalf("got %d %q %v; want a bare 500", got.Status, got.Body, got.Header)
 	}
-	if e.iss.ChargeCount() != 0 {
-		t.Errorf("ledger = %d charges; want 0", e.iss.ChargeCount())
+	if e.Issuer.ChargeCount() != 0 {
+		t.Errorf("ledger = %d charges; want 0", e.Issuer.ChargeCount())
 	}
 }
 
 func TestParallelChargeAfterAgainstExactBalance(t *testing.T) {
 	t.Parallel()
 	const n, m = 30, 7
-	e := newEnv(t)
+	e := sellertest.New(t)
 	r := gin.New()
-	r.GET("/x", kyapaygin.MustMiddleware(e.m, payAfter()), stream)
+	r.GET("/x", kyapaygin.MustMiddleware(e.Middleware, sellertest.PayAfter()), stream)
 	srv := httptest.NewServer(r)
 	defer srv.Close()
-	tok := e.iss.Mint(kyapay.TypePay, kyapaytest.Balance("0.07"))
+	tok := e.Issuer.Mint(kyapay.TypePay, kyapaytest.Balance("0.07"))
 	var ok, refused atomic.Int32
 	var wg sync.WaitGroup
 	for range n {
@@ -424,15 +425,15 @@ func TestParallelChargeAfterAgainstExactBalance(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if ok.Load() != m || refused.Load() != n-m || e.iss.ChargeCount() != m {
-		t.Errorf("successes %d, refusals %d, ledger %d; want %d, %d, %d", ok.Load(), refused.Load(), e.iss.ChargeCount(), m, n-m, m)
+	if ok.Load() != m || refused.Load() != n-m || e.Issuer.ChargeCount() != m {
+		t.Errorf("successes %d, refusals %d, ledger %d; want %d, %d, %d", ok.Load(), refused.Load(), e.Issuer.ChargeCount(), m, n-m, m)
 	}
 }
 
 func TestInvalidRequirement(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	if _, err := kyapaygin.Middleware(e.m, middleware.Pay(middleware.FixedPrice("0"))); err == nil {
+	e := sellertest.New(t)
+	if _, err := kyapaygin.Middleware(e.Middleware, middleware.Pay(middleware.FixedPrice("0"))); err == nil {
 		t.Error("Middleware accepted a zero fixed price")
 	}
 	if _, err := kyapaygin.Middleware(nil, middleware.AnyToken()); err == nil {
@@ -443,7 +444,7 @@ func TestInvalidRequirement(t *testing.T) {
 			t.Error("MustMiddleware did not panic on an unknown identity field")
 		}
 	}()
-	kyapaygin.MustMiddleware(e.m, middleware.Identity("nationality"))
+	kyapaygin.MustMiddleware(e.Middleware, middleware.Identity("nationality"))
 }
 
 func TestAccessorsWithoutMiddleware(t *testing.T) {
@@ -463,9 +464,9 @@ func TestAccessorsWithoutMiddleware(t *testing.T) {
 
 func TestFreeRouteCanHijack(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	e := sellertest.New(t)
 	r := gin.New()
-	r.GET("/x", kyapaygin.MustMiddleware(e.m, middleware.Identity()), func(c *gin.Context) {
+	r.GET("/x", kyapaygin.MustMiddleware(e.Middleware, middleware.Identity()), func(c *gin.Context) {
 		conn, bw, err := c.Writer.Hijack()
 		if err != nil {
 			c.String(http.StatusInternalServerError, err.Error())
@@ -478,7 +479,7 @@ func TestFreeRouteCanHijack(t *testing.T) {
 	srv := httptest.NewServer(r)
 	defer srv.Close()
 	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/x", nil)
-	req.Header.Set("skyfire-pay-id", e.iss.Mint(kyapay.TypeKYA))
+	req.Header.Set("skyfire-pay-id", e.Issuer.Mint(kyapay.TypeKYA))
 	resp, err := srv.Client().Do(req)
 	if err != nil {
 		t.Fatal(err)
