@@ -108,40 +108,62 @@ func (c *Claims) Claim(name string) (json.RawMessage, bool) {
 // businessName, ...) are mapped onto the current fields; every key stays
 // reachable through [HumanIdentity.Field] and Raw.
 type HumanIdentity struct {
-	Email            string `json:"email,omitempty"`
-	GivenName        string `json:"given_name,omitempty"`
-	MiddleName       string `json:"middle_name,omitempty"`
-	FamilyName       string `json:"family_name,omitempty"`
-	Birthdate        string `json:"birthdate,omitempty"`
-	PhoneNumber      string `json:"phone_number,omitempty"`
+	// Email is the buyer's email address (legacy skyfireEmail).
+	Email string `json:"email,omitempty"`
+	// GivenName is the first name (legacy nameFirst).
+	GivenName string `json:"given_name,omitempty"`
+	// MiddleName is the middle name.
+	MiddleName string `json:"middle_name,omitempty"`
+	// FamilyName is the last name (legacy nameLast).
+	FamilyName string `json:"family_name,omitempty"`
+	// Birthdate is the date of birth as sent, e.g. "1990-01-31".
+	Birthdate string `json:"birthdate,omitempty"`
+	// PhoneNumber is the phone number as sent.
+	PhoneNumber string `json:"phone_number,omitempty"`
+	// OrganizationName is the business name (legacy businessName).
 	OrganizationName string `json:"organization_name,omitempty"`
-	Verifier         string `json:"verifier,omitempty"`
-	Verified         bool   `json:"verified,omitempty"`
-	VerificationID   string `json:"verification_id,omitempty"`
+	// Verifier is the URL of the party that verified the identity.
+	Verifier string `json:"verifier,omitempty"`
+	// Verified reports whether the identity was verified.
+	Verified bool `json:"verified,omitempty"`
+	// VerificationID identifies the verification at the verifier.
+	VerificationID string `json:"verification_id,omitempty"`
 	// Raw is the object exactly as it appeared in the token.
 	Raw json.RawMessage `json:"-"`
 }
 
 // AgentPlatform is the apd claim.
 type AgentPlatform struct {
-	ID               string          `json:"id,omitempty"`
-	Name             string          `json:"name,omitempty"`
-	Email            string          `json:"email,omitempty"`
-	PhoneNumber      string          `json:"phone_number,omitempty"`
-	OrganizationName string          `json:"organization_name,omitempty"`
-	Verifier         string          `json:"verifier,omitempty"`
-	Verified         bool            `json:"verified,omitempty"`
-	VerificationID   string          `json:"verification_id,omitempty"`
-	Raw              json.RawMessage `json:"-"`
+	// ID is the platform's account ID.
+	ID string `json:"id,omitempty"`
+	// Name is the platform's name.
+	Name string `json:"name,omitempty"`
+	// Email is the platform's contact email.
+	Email string `json:"email,omitempty"`
+	// PhoneNumber is the platform's phone number.
+	PhoneNumber string `json:"phone_number,omitempty"`
+	// OrganizationName is the company behind the platform.
+	OrganizationName string `json:"organization_name,omitempty"`
+	// Verifier is the URL of the party that verified the platform.
+	Verifier string `json:"verifier,omitempty"`
+	// Verified reports whether the platform was verified.
+	Verified bool `json:"verified,omitempty"`
+	// VerificationID identifies the verification at the verifier.
+	VerificationID string `json:"verification_id,omitempty"`
+	// Raw is the object exactly as it appeared in the token.
+	Raw json.RawMessage `json:"-"`
 }
 
 // AgentIdentity is the aid claim.
 type AgentIdentity struct {
-	Name       string `json:"name,omitempty"`
+	// Name is the agent's name.
+	Name string `json:"name,omitempty"`
+	// CreationIP is the IP address the agent was created from.
 	CreationIP string `json:"creation_ip,omitempty"`
 	// SourceIPs lists IPs, CIDRs, "a-b" ranges or DNS names, as sent.
-	SourceIPs []string        `json:"source_ips,omitempty"`
-	Raw       json.RawMessage `json:"-"`
+	SourceIPs []string `json:"source_ips,omitempty"`
+	// Raw is the object exactly as it appeared in the token.
+	Raw json.RawMessage `json:"-"`
 }
 
 // SettlementInfo is the sti claim. Card instrument details (payment token,
@@ -149,9 +171,13 @@ type AgentIdentity struct {
 // they are not logged or echoed by accident; they remain in Raw.
 type SettlementInfo struct {
 	// Type is "usdc" for coin, "visa_vic" or "mastercard_scof" for card.
-	Type           string          `json:"type,omitempty"`
-	Verifier       string          `json:"verifier,omitempty"`
-	Verified       bool            `json:"verified,omitempty"`
-	VerificationID string          `json:"verification_id,omitempty"`
-	Raw            json.RawMessage `json:"-"`
+	Type string `json:"type,omitempty"`
+	// Verifier is the URL of the party that verified the instrument.
+	Verifier string `json:"verifier,omitempty"`
+	// Verified reports whether the instrument was verified.
+	Verified bool `json:"verified,omitempty"`
+	// VerificationID identifies the verification at the verifier.
+	VerificationID string `json:"verification_id,omitempty"`
+	// Raw is the object exactly as it appeared in the token, card details included.
+	Raw json.RawMessage `json:"-"`
 }

@@ -66,9 +66,13 @@ const (
 // Use [errors.Is] with the sentinels (ErrTokenExpired, ...) to test the code,
 // and [errors.As] to reach the Error itself.
 type Error struct {
-	Code    Code
+	// Code is the stable reason.
+	Code Code
+	// Message is safe to show the caller: it never quotes the token,
+	// keys, configuration or upstream responses.
 	Message string
-	Err     error
+	// Err is the internal cause, for logs only; nil if there is none.
+	Err error
 }
 
 // Error returns "kyapay: CODE: MESSAGE", followed by the cause if there is one.

@@ -1,6 +1,3 @@
-// Package sellertest wires a complete test seller (fake issuer, verifier
-// with a real JWKS cache, charge client and middleware, all on one settable
-// clock) for the tests of the middleware and its framework adapters.
 package sellertest
 
 import (
@@ -40,10 +37,15 @@ func (c *Clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 // Seller is a test seller wired to a fake issuer.
 type Seller struct {
-	Clock      *Clock
-	Issuer     *kyapaytest.Issuer
-	Verifier   *kyapay.Verifier
-	Charger    *charge.Client
+	// Clock drives the issuer, the verifier and the middleware.
+	Clock *Clock
+	// Issuer is the fake Skyfire issuer and seller API.
+	Issuer *kyapaytest.Issuer
+	// Verifier trusts Issuer and expects Audience.
+	Verifier *kyapay.Verifier
+	// Charger charges through Issuer's fake charge API.
+	Charger *charge.Client
+	// Middleware is built from Verifier and Charger.
 	Middleware *middleware.Middleware
 }
 
@@ -91,9 +93,12 @@ func PayAfter() middleware.Requirement {
 
 // Result is a recorded response.
 type Result struct {
+	// Status is the response status code.
 	Status int
+	// Header is the response header.
 	Header http.Header
-	Body   string
+	// Body is the response body.
+	Body string
 }
 
 // Do serves one GET /x through h with the token (if any) in skyfire-pay-id;
