@@ -8,6 +8,10 @@ import (
 // Issuers and their well-known JWKS locations.
 const (
 	// ProductionIssuer is the iss of tokens Skyfire issues in production.
+	// Issuers are compared exactly; 2025 tokens were seen with a trailing
+	// slash ("https://app.skyfire.xyz/"), so a seller that must accept
+	// those lists both spellings in VerifierConfig.Issuers (they share one
+	// JWKS location, see JWKSURL).
 	ProductionIssuer = "https://app.skyfire.xyz"
 	// SandboxIssuer is the iss of tokens Skyfire issues in its sandbox.
 	SandboxIssuer = "https://app-sandbox.skyfire.xyz"
