@@ -376,34 +376,18 @@ func TestParallelChargesAgainstExactBalance(t *testing.T) {
 			}), req))
 			defer srv.Close()
 			tok := e.Issuer.Mint(kyapay.TypePay, kyapaytest.Balance("0.13"))
-			var ok, refused atomic.Int32
-			var wg sync.WaitGroup
-			for i := 0; i < n; i++ {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					r, _ := http.NewRequest("GET", srv.URL, nil)
-					r.Header.Set("skyfire-pay-id", tok)
-					resp, err := srv.Client().Do(r)
-					if err != nil {
-						t.Error(err)
-						return
-					}
-					b, _ := io.ReadAll(resp.Body)
-					resp.Body.Close()
-					switch {
-					case resp.StatusCode == 200 && string(b) == "content":
-						ok.Add(1)
-					case resp.StatusCode == 402 && !strings.Contains(string(b), "content"):
-						refused.Add(1)
-					default:
-						t.Errorf("unexpected %d %q", resp.StatusCode, b)
-					}
-				}()
+			ok, refused := sellertest.ConcurrentGets(t, srv.Client(), srv.URL, tok, n, "content")
+			if ok != m || refused != n-m {
+				t.Errorf("successes %d, refusals %d; want %d and %d", ok, refused, m, n-m)
 			}
-			wg.Wait()
-			if ok.Load() != m || refused.Load() != n-m {
-				t.Errorf("successes %d, refusals %d; want %d and %d", ok.Load(), refused.Load(), m, n-m)
+			// Charge-before runs the handler only after a confirmed charge;
+			// charge-after runs it for every request and charges afterwards.
+			wantRuns := int32(m)
+			if timing == middleware.ChargeAfter {
+				wantRuns = n
+			}
+			if got := ran.Load(); got != wantRuns {
+				t.Errorf("handler ran %d times; want %d", got, wantRuns)
 			}
 			if c := e.Issuer.ChargeCount(); c != m {
 				t.Errorf("ledger has %d charges; want %d", c, m)

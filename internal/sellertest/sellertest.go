@@ -2,9 +2,12 @@ package sellertest
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -160,4 +163,40 @@ func (s *Seller) SpentElsewhere(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return tok
+}
+
+// ConcurrentGets sends n concurrent GET requests to url with token and
+// counts the paid successes (200 with exactly paidBody) and the clean
+// refusals (402 without any of paidBody). Any other answer fails the test.
+func ConcurrentGets(t testing.TB, client *http.Client, url, token string, n int, paidBody string) (paid, refused int) {
+	t.Helper()
+	var ok, no atomic.Int32
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			req, err := http.NewRequest(http.MethodGet, url, nil)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			req.Header.Set(kyapay.HeaderName, token)
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			switch {
+			case resp.StatusCode == http.StatusOK && string(b) == paidBody:
+				ok.Add(1)
+			case resp.StatusCode == http.StatusPaymentRequired && !strings.Contains(string(b), paidBody):
+				no.Add(1)
+			default:
+				t.Errorf("unexpected answer %d %q", resp.StatusCode, b)
+			}
+		})
+	}
+	wg.Wait()
+	return int(ok.Load()), int(no.Load())
 }

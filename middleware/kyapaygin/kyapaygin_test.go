@@ -9,7 +9,6 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -401,32 +400,9 @@ func TestParallelChargeAfterAgainstExactBalance(t *testing.T) {
 	srv := httptest.NewServer(r)
 	defer srv.Close()
 	tok := e.Issuer.Mint(kyapay.TypePay, kyapaytest.Balance("0.07"))
-	var ok, refused atomic.Int32
-	var wg sync.WaitGroup
-	for range n {
-		wg.Go(func() {
-			req, _ := http.NewRequest(http.MethodGet, srv.URL+"/x", nil)
-			req.Header.Set("skyfire-pay-id", tok)
-			resp, err := srv.Client().Do(req)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			switch {
-			case resp.StatusCode == 200 && string(b) == "part one;part 2;part 3;":
-				ok.Add(1)
-			case resp.StatusCode == 402 && !strings.Contains(string(b), "part"):
-				refused.Add(1)
-			default:
-				t.Errorf("unexpected %d %q", resp.StatusCode, b)
-			}
-		})
-	}
-	wg.Wait()
-	if ok.Load() != m || refused.Load() != n-m || e.Issuer.ChargeCount() != m {
-		t.Errorf("successes %d, refusals %d, ledger %d; want %d, %d, %d", ok.Load(), refused.Load(), e.Issuer.ChargeCount(), m, n-m, m)
+	ok, refused := sellertest.ConcurrentGets(t, srv.Client(), srv.URL+"/x", tok, n, "part one;part 2;part 3;")
+	if ok != m || refused != n-m || e.Issuer.ChargeCount() != m {
+		t.Errorf("successes %d, refusals %d, ledger %d; want %d, %d, %d", ok, refused, e.Issuer.ChargeCount(), m, n-m, m)
 	}
 }
 
