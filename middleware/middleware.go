@@ -82,7 +82,7 @@ type Middleware struct {
 	chargeTimeout time.Duration
 	maxBuffer     int
 	now           func() time.Time
-	balances      *lru.Cache[string, balanceEntry] // nil when disabled; key: iss + " " + jti
+	balances      *lru.Cache[tokenKey, balanceEntry] // nil when disabled
 }
 
 // balanceEntry is what is known about a token's balance. Balances only go
@@ -152,7 +152,7 @@ func New(cfg Config) (*Middleware, error) {
 		size = DefaultDepletedCacheSize
 	}
 	if size > 0 {
-		c, err := lru.New[string, balanceEntry](size)
+		c, err := lru.New[tokenKey, balanceEntry](size)
 		if err != nil {
 			return nil, fmt.Errorf("kyapay/middleware: %w", err)
 		}
@@ -233,39 +233,49 @@ func (p *protected) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.next.ServeHTTP(w, r.WithContext(ctx))
 		return
 	}
-	r = r.WithContext(ctx)
+	// The request carrying the claims is made only when something needs
+	// it: a price function, a refusal (the ErrorHandler may read the
+	// claims), charge-after mode. Charge-before builds one request with
+	// claims and receipt together.
+	var cr *http.Request
+	claimsReq := func() *http.Request {
+		if cr == nil {
+			cr = r.WithContext(ctx)
+		}
+		return cr
+	}
 
 	price, hasPrice := rt.fixed, rt.price.kind == priceFixed
 	if rt.price.kind == priceFunc {
-		price, err = rt.price.fn(r)
+		price, err = rt.price.fn(claimsReq())
 		if err != nil {
-			m.refuse(w, r, rt, kyapay.NewError(kyapay.CodeInternal, "", fmt.Errorf("price function: %w", err)), kyapay.Amount{}, false, claims)
+			m.refuse(w, claimsReq(), rt, kyapay.NewError(kyapay.CodeInternal, "", fmt.Errorf("price function: %w", err)), kyapay.Amount{}, false, claims)
 			return
 		}
 		if price.IsZero() {
 			// A price function may make a request free.
-			p.next.ServeHTTP(w, r)
+			p.next.ServeHTTP(w, claimsReq())
 			return
 		}
 		hasPrice = true
 	}
 	if err := m.precheck(claims, price, hasPrice); err != nil {
-		m.refuse(w, r, rt, err, price, hasPrice, claims)
+		m.refuse(w, claimsReq(), rt, err, price, hasPrice, claims)
 		return
 	}
 
 	if rt.timing == ChargeAfter {
-		p.serveChargeAfter(w, r, token, claims, price, hasPrice)
+		p.serveChargeAfter(w, claimsReq(), token, claims, price, hasPrice)
 		return
 	}
-	cctx, cancel := context.WithTimeout(r.Context(), m.chargeTimeout)
+	cctx, cancel := context.WithTimeout(ctx, m.chargeTimeout)
 	receipt, err := m.charge(cctx, token, claims, price, hasPrice)
 	cancel()
 	if err != nil {
-		m.refuse(w, r, rt, err, price, hasPrice, claims)
+		m.refuse(w, claimsReq(), rt, err, price, hasPrice, claims)
 		return
 	}
-	p.next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), receiptKey{}, &receipt)))
+	p.next.ServeHTTP(w, r.WithContext(context.WithValue(ctx, receiptKey{}, &receipt)))
 }
 
 // serveChargeAfter runs the handler into a buffer and charges only if it
@@ -380,7 +390,12 @@ func (m *Middleware) precheck(c *kyapay.Claims, price kyapay.Amount, hasPrice bo
 	return nil
 }
 
-func balanceKey(c *kyapay.Claims) string { return c.Issuer + " " + c.ID }
+// tokenKey identifies a token for the balance cache: its issuer and jti
+// (never the raw token string, whose signature encoding is malleable). A
+// struct key costs no allocation, unlike a concatenated string.
+type tokenKey struct{ iss, jti string }
+
+func balanceKey(c *kyapay.Claims) tokenKey { return tokenKey{c.Issuer, c.ID} }
 
 // remember records what a charge taught about the token's balance.
 func (m *Middleware) remember(c *kyapay.Claims, update func(*balanceEntry)) {
