@@ -133,6 +133,14 @@ func rawPOST(b *testing.B, srv *httptest.Server) func() {
 }
 
 func BenchmarkPaidRoute(b *testing.B) {
+	h, token, _ := paidRoute(b)
+	runRoute(b, h, token)
+}
+
+// paidRoute builds a 0.01 USD charge-before route whose charges go to a
+// static loopback charge server, and returns it with a pay token and that
+// server.
+func paidRoute(b *testing.B) (http.Handler, string, *httptest.Server) {
 	iss := kyapaytest.NewIssuer()
 	b.Cleanup(iss.Close)
 	srv := staticChargeServer(b)
@@ -144,7 +152,7 @@ func BenchmarkPaidRoute(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	runRoute(b, m.Wrap(benchHandler(), middleware.Pay(middleware.FixedPrice("0.01"))), iss.Mint(kyapay.TypePay))
+	return m.Wrap(benchHandler(), middleware.Pay(middleware.FixedPrice("0.01"))), iss.Mint(kyapay.TypePay), srv
 }
 
 // BenchmarkPaidRoutePaired times, in each iteration, one raw keep-alive
@@ -153,20 +161,9 @@ func BenchmarkPaidRoute(b *testing.B) {
 // "paid/rawPOST": what the middleware adds on top of the unavoidable round
 // trip.
 func BenchmarkPaidRoutePaired(b *testing.B) {
-	iss := kyapaytest.NewIssuer()
-	b.Cleanup(iss.Close)
-	srv := staticChargeServer(b)
-	cc, err := charge.New(charge.Config{BaseURL: srv.URL, APIKey: "k", HTTPClient: srv.Client()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	m, err := middleware.New(middleware.Config{Verifier: benchVerifier(b, iss, 0), Charger: cc, DepletedCacheSize: -1})
-	if err != nil {
-		b.Fatal(err)
-	}
-	h := m.Wrap(benchHandler(), middleware.Pay(middleware.FixedPrice("0.01")))
+	h, token, srv := paidRoute(b)
 	r := httptest.NewRequest("GET", "/x", nil)
-	r.Header.Set("skyfire-pay-id", iss.Mint(kyapay.TypePay))
+	r.Header.Set("skyfire-pay-id", token)
 	w := &discardWriter{h: make(http.Header)}
 	post := rawPOST(b, srv)
 	ratios := make([]float64, 0, b.N)
