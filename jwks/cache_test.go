@@ -804,8 +804,14 @@ func TestCloseStopsGoroutines(t *testing.T) {
 	if _, err := c.Key(context.Background(), testIssuer, "A"); err != nil {
 		t.Fatal(err)
 	}
-	if n := cacheGoroutines(); n == 0 {
-		t.Error("expected the refresh loop to be running")
+	// The refresh loop is started by New but may not have been scheduled
+	// yet on a busy machine; wait for it rather than assume it.
+	deadline := time.Now().Add(10 * time.Second)
+	for cacheGoroutines() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the refresh loop never started")
+		}
+		runtime.Gosched()
 	}
 	if err := c.Close(); err != nil {
 		t.Fatal(err)

@@ -380,14 +380,18 @@ func TestParallelChargesAgainstExactBalance(t *testing.T) {
 			if ok != m || refused != n-m {
 				t.Errorf("successes %d, refusals %d; want %d and %d", ok, refused, m, n-m)
 			}
-			// Charge-before runs the handler only after a confirmed charge;
-			// charge-after runs it for every request and charges afterwards.
-			wantRuns := int32(m)
-			if timing == middleware.ChargeAfter {
-				wantRuns = n
+			// Charge-before runs the handler only after a confirmed charge,
+			// so exactly m times. Charge-after runs it before charging, for
+			// every request not already refused offline: once the token is
+			// known to be depleted, later requests are refused before the
+			// handler, so the count lies anywhere in [m, n] depending on
+			// the interleaving.
+			got := ran.Load()
+			if timing == middleware.ChargeBefore && got != m {
+				t.Errorf("handler ran %d times; want %d", got, m)
 			}
-			if got := ran.Load(); got != wantRuns {
-				t.Errorf("handler ran %d times; want %d", got, wantRuns)
+			if timing == middleware.ChargeAfter && (got < m || got > n) {
+				t.Errorf("handler ran %d times; want between %d and %d", got, m, n)
 			}
 			if c := e.Issuer.ChargeCount(); c != m {
 				t.Errorf("ledger has %d charges; want %d", c, m)
