@@ -25,6 +25,18 @@ type Receipt struct {
 	HasRemainingBalance bool
 	// TransactionID is the undocumented transactionId, or "" if absent.
 	TransactionID string
+	// Requested is the amount that was asked for, valid only if
+	// HasRequested (a service-price charge asks for no amount). The
+	// middleware sets it; the client leaves it to its caller.
+	Requested    kyapay.Amount
+	HasRequested bool
+}
+
+// Mismatch reports whether Skyfire charged a different amount than was
+// asked for. Money has moved either way; the middleware logs it at Error
+// with the jti and withholds the content when less was charged.
+func (r Receipt) Mismatch() bool {
+	return r.HasRequested && r.AmountCharged.Cmp(r.Requested) != 0
 }
 
 // Introspection is Skyfire's view of a token.

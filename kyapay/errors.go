@@ -11,24 +11,35 @@ type Code string
 
 // Verification codes: the token itself is missing or unacceptable.
 const (
-	CodeTokenMissing         Code = "token_missing"
-	CodeTokenTooLarge        Code = "token_too_large"
-	CodeTokenMalformed       Code = "token_malformed"
-	CodeAlgorithmNotAllowed  Code = "algorithm_not_allowed"
-	CodeHeaderNotAllowed     Code = "header_not_allowed"
-	CodeConfirmationRequired Code = "confirmation_not_supported"
-	CodeSignatureInvalid     Code = "signature_invalid"
-	CodeTokenExpired         Code = "token_expired"
-	CodeTokenNotYetValid     Code = "token_not_yet_valid"
-	CodeClaimMissing         Code = "claim_missing"
-	CodeClaimInvalid         Code = "claim_invalid"
-	CodeIssuerUntrusted      Code = "issuer_untrusted"
-	CodeAudienceMismatch     Code = "audience_mismatch"
-	CodeServiceMismatch      Code = "service_mismatch"
-	CodeEnvMismatch          Code = "env_mismatch"
-	CodeTypeNotAccepted      Code = "type_not_accepted"
-	CodeKeyUnknown           Code = "key_unknown"
+	CodeTokenMissing             Code = "token_missing"
+	CodeTokenTooLarge            Code = "token_too_large"
+	CodeTokenMalformed           Code = "token_malformed"
+	CodeAlgorithmNotAllowed      Code = "algorithm_not_allowed"
+	CodeHeaderNotAllowed         Code = "header_not_allowed"
+	CodeConfirmationNotSupported Code = "confirmation_not_supported"
+	CodeSignatureInvalid         Code = "signature_invalid"
+	CodeTokenExpired             Code = "token_expired"
+	CodeTokenNotYetValid         Code = "token_not_yet_valid"
+	CodeClaimMissing             Code = "claim_missing"
+	CodeClaimInvalid             Code = "claim_invalid"
+	CodeIssuerUntrusted          Code = "issuer_untrusted"
+	CodeAudienceMismatch         Code = "audience_mismatch"
+	CodeServiceMismatch          Code = "service_mismatch"
+	CodeEnvMismatch              Code = "env_mismatch"
+	CodeTypeNotAccepted          Code = "type_not_accepted"
+	CodeKeyUnknown               Code = "key_unknown"
 )
+
+// CodeConfirmationRequired is the former name of
+// [CodeConfirmationNotSupported]; its value was always
+// "confirmation_not_supported".
+//
+// Deprecated: use CodeConfirmationNotSupported.
+const CodeConfirmationRequired = CodeConfirmationNotSupported
+
+// CodeTokenAmbiguous: the request carried two different tokens (for
+// example one in the header and another as an MCP tool argument).
+const CodeTokenAmbiguous Code = "token_ambiguous"
 
 // Server-side verification failure: the issuer's keys could not be loaded.
 // This is not the buyer's fault and is never answered with 402.
@@ -55,6 +66,10 @@ const (
 	// CodeChargeUnavailable: the charge API could not be reached and nothing
 	// was sent; nothing was charged and the agent may retry later.
 	CodeChargeUnavailable Code = "charge_unavailable"
+	// CodeChargeMismatch: Skyfire confirmed a charge of less than the price
+	// asked for. Money has moved, so the agent must not pay again, but the
+	// content is not delivered as paid; the seller reconciles.
+	CodeChargeMismatch Code = "charge_mismatch"
 	// CodeInternal: a server-side failure unrelated to the token.
 	CodeInternal Code = "internal_error"
 )
@@ -126,61 +141,70 @@ func DefaultMessage(code Code) string {
 }
 
 var defaultMessages = map[Code]string{
-	CodeTokenMissing:          "no KYAPay token in the request",
-	CodeTokenTooLarge:         "token is too large",
-	CodeTokenMalformed:        "token is not a well-formed compact JWS",
-	CodeAlgorithmNotAllowed:   "token algorithm is not allowed",
-	CodeHeaderNotAllowed:      "token header carries a parameter that is not allowed",
-	CodeConfirmationRequired:  "sender-constrained tokens (cnf) are not supported",
-	CodeSignatureInvalid:      "token signature is invalid",
-	CodeTokenExpired:          "token has expired",
-	CodeTokenNotYetValid:      "token is not valid yet",
-	CodeClaimMissing:          "token lacks a required claim",
-	CodeClaimInvalid:          "token has an invalid claim",
-	CodeIssuerUntrusted:       "token issuer is not trusted",
-	CodeAudienceMismatch:      "token is meant for another seller",
-	CodeServiceMismatch:       "token is meant for another service",
-	CodeEnvMismatch:           "token is for another environment",
-	CodeTypeNotAccepted:       "token type is not accepted here",
-	CodeKeyUnknown:            "token signing key is unknown",
-	CodeKeysUnavailable:       "issuer keys are unavailable; try again later",
-	CodeIdentityRequired:      "a kya or kya-pay token is required",
-	CodeIdentityFieldsMissing: "token lacks required identity fields",
-	CodePayRequired:           "a pay or kya-pay token is required",
-	CodeAmountInsufficient:    "token amount is below the price",
-	CodeTokenDepleted:         "token balance is depleted",
-	CodeChargeDeclined:        "charge was declined",
-	CodeChargeUnknown:         "charge outcome is unknown; do not pay again, retry with the same token later",
-	CodeChargeUnavailable:     "payment service unavailable; nothing was charged, retry later",
-	CodeInternal:              "internal error",
+	CodeTokenMissing:             "no KYAPay token in the request",
+	CodeTokenTooLarge:            "token is too large",
+	CodeTokenMalformed:           "token is not a well-formed compact JWS",
+	CodeAlgorithmNotAllowed:      "token algorithm is not allowed",
+	CodeHeaderNotAllowed:         "token header carries a parameter that is not allowed",
+	CodeConfirmationNotSupported: "sender-constrained tokens (cnf) are not supported",
+	CodeTokenAmbiguous:           "the request carries two different tokens",
+	CodeChargeMismatch:           "the payment service charged less than the price; do not pay again, the seller will reconcile",
+	CodeSignatureInvalid:         "token signature is invalid",
+	CodeTokenExpired:             "token has expired",
+	CodeTokenNotYetValid:         "token is not valid yet",
+	CodeClaimMissing:             "token lacks a required claim",
+	CodeClaimInvalid:             "token has an invalid claim",
+	CodeIssuerUntrusted:          "token issuer is not trusted",
+	CodeAudienceMismatch:         "token is meant for another seller",
+	CodeServiceMismatch:          "token is meant for another service",
+	CodeEnvMismatch:              "token is for another environment",
+	CodeTypeNotAccepted:          "token type is not accepted here",
+	CodeKeyUnknown:               "token signing key is unknown",
+	CodeKeysUnavailable:          "issuer keys are unavailable; try again later",
+	CodeIdentityRequired:         "a kya or kya-pay token is required",
+	CodeIdentityFieldsMissing:    "token lacks required identity fields",
+	CodePayRequired:              "a pay or kya-pay token is required",
+	CodeAmountInsufficient:       "token amount is below the price",
+	CodeTokenDepleted:            "token balance is depleted",
+	CodeChargeDeclined:           "charge was declined",
+	CodeChargeUnknown:            "charge outcome is unknown; do not pay again, retry with the same token later",
+	CodeChargeUnavailable:        "payment service unavailable; nothing was charged, retry later",
+	CodeInternal:                 "internal error",
 }
 
 // Sentinels for [errors.Is]. Each matches any *Error with the same code.
 var (
-	ErrTokenMissing          = &Error{Code: CodeTokenMissing, Message: defaultMessages[CodeTokenMissing]}
-	ErrTokenTooLarge         = &Error{Code: CodeTokenTooLarge, Message: defaultMessages[CodeTokenTooLarge]}
-	ErrTokenMalformed        = &Error{Code: CodeTokenMalformed, Message: defaultMessages[CodeTokenMalformed]}
-	ErrAlgorithmNotAllowed   = &Error{Code: CodeAlgorithmNotAllowed, Message: defaultMessages[CodeAlgorithmNotAllowed]}
-	ErrHeaderNotAllowed      = &Error{Code: CodeHeaderNotAllowed, Message: defaultMessages[CodeHeaderNotAllowed]}
-	ErrConfirmationRequired  = &Error{Code: CodeConfirmationRequired, Message: defaultMessages[CodeConfirmationRequired]}
-	ErrSignatureInvalid      = &Error{Code: CodeSignatureInvalid, Message: defaultMessages[CodeSignatureInvalid]}
-	ErrTokenExpired          = &Error{Code: CodeTokenExpired, Message: defaultMessages[CodeTokenExpired]}
-	ErrTokenNotYetValid      = &Error{Code: CodeTokenNotYetValid, Message: defaultMessages[CodeTokenNotYetValid]}
-	ErrClaimMissing          = &Error{Code: CodeClaimMissing, Message: defaultMessages[CodeClaimMissing]}
-	ErrClaimInvalid          = &Error{Code: CodeClaimInvalid, Message: defaultMessages[CodeClaimInvalid]}
-	ErrIssuerUntrusted       = &Error{Code: CodeIssuerUntrusted, Message: defaultMessages[CodeIssuerUntrusted]}
-	ErrAudienceMismatch      = &Error{Code: CodeAudienceMismatch, Message: defaultMessages[CodeAudienceMismatch]}
-	ErrServiceMismatch       = &Error{Code: CodeServiceMismatch, Message: defaultMessages[CodeServiceMismatch]}
-	ErrEnvMismatch           = &Error{Code: CodeEnvMismatch, Message: defaultMessages[CodeEnvMismatch]}
-	ErrTypeNotAccepted       = &Error{Code: CodeTypeNotAccepted, Message: defaultMessages[CodeTypeNotAccepted]}
-	ErrKeyUnknown            = &Error{Code: CodeKeyUnknown, Message: defaultMessages[CodeKeyUnknown]}
-	ErrKeysUnavailable       = &Error{Code: CodeKeysUnavailable, Message: defaultMessages[CodeKeysUnavailable]}
-	ErrIdentityRequired      = &Error{Code: CodeIdentityRequired, Message: defaultMessages[CodeIdentityRequired]}
-	ErrIdentityFieldsMissing = &Error{Code: CodeIdentityFieldsMissing, Message: defaultMessages[CodeIdentityFieldsMissing]}
-	ErrPayRequired           = &Error{Code: CodePayRequired, Message: defaultMessages[CodePayRequired]}
-	ErrAmountInsufficient    = &Error{Code: CodeAmountInsufficient, Message: defaultMessages[CodeAmountInsufficient]}
-	ErrTokenDepleted         = &Error{Code: CodeTokenDepleted, Message: defaultMessages[CodeTokenDepleted]}
-	ErrChargeDeclined        = &Error{Code: CodeChargeDeclined, Message: defaultMessages[CodeChargeDeclined]}
-	ErrChargeUnknown         = &Error{Code: CodeChargeUnknown, Message: defaultMessages[CodeChargeUnknown]}
-	ErrChargeUnavailable     = &Error{Code: CodeChargeUnavailable, Message: defaultMessages[CodeChargeUnavailable]}
+	ErrTokenMissing             = &Error{Code: CodeTokenMissing, Message: defaultMessages[CodeTokenMissing]}
+	ErrTokenTooLarge            = &Error{Code: CodeTokenTooLarge, Message: defaultMessages[CodeTokenTooLarge]}
+	ErrTokenMalformed           = &Error{Code: CodeTokenMalformed, Message: defaultMessages[CodeTokenMalformed]}
+	ErrAlgorithmNotAllowed      = &Error{Code: CodeAlgorithmNotAllowed, Message: defaultMessages[CodeAlgorithmNotAllowed]}
+	ErrHeaderNotAllowed         = &Error{Code: CodeHeaderNotAllowed, Message: defaultMessages[CodeHeaderNotAllowed]}
+	ErrConfirmationNotSupported = &Error{Code: CodeConfirmationNotSupported, Message: defaultMessages[CodeConfirmationNotSupported]}
+	ErrTokenAmbiguous           = &Error{Code: CodeTokenAmbiguous, Message: defaultMessages[CodeTokenAmbiguous]}
+	ErrChargeMismatch           = &Error{Code: CodeChargeMismatch, Message: defaultMessages[CodeChargeMismatch]}
+	ErrSignatureInvalid         = &Error{Code: CodeSignatureInvalid, Message: defaultMessages[CodeSignatureInvalid]}
+	ErrTokenExpired             = &Error{Code: CodeTokenExpired, Message: defaultMessages[CodeTokenExpired]}
+	ErrTokenNotYetValid         = &Error{Code: CodeTokenNotYetValid, Message: defaultMessages[CodeTokenNotYetValid]}
+	ErrClaimMissing             = &Error{Code: CodeClaimMissing, Message: defaultMessages[CodeClaimMissing]}
+	ErrClaimInvalid             = &Error{Code: CodeClaimInvalid, Message: defaultMessages[CodeClaimInvalid]}
+	ErrIssuerUntrusted          = &Error{Code: CodeIssuerUntrusted, Message: defaultMessages[CodeIssuerUntrusted]}
+	ErrAudienceMismatch         = &Error{Code: CodeAudienceMismatch, Message: defaultMessages[CodeAudienceMismatch]}
+	ErrServiceMismatch          = &Error{Code: CodeServiceMismatch, Message: defaultMessages[CodeServiceMismatch]}
+	ErrEnvMismatch              = &Error{Code: CodeEnvMismatch, Message: defaultMessages[CodeEnvMismatch]}
+	ErrTypeNotAccepted          = &Error{Code: CodeTypeNotAccepted, Message: defaultMessages[CodeTypeNotAccepted]}
+	ErrKeyUnknown               = &Error{Code: CodeKeyUnknown, Message: defaultMessages[CodeKeyUnknown]}
+	ErrKeysUnavailable          = &Error{Code: CodeKeysUnavailable, Message: defaultMessages[CodeKeysUnavailable]}
+	ErrIdentityRequired         = &Error{Code: CodeIdentityRequired, Message: defaultMessages[CodeIdentityRequired]}
+	ErrIdentityFieldsMissing    = &Error{Code: CodeIdentityFieldsMissing, Message: defaultMessages[CodeIdentityFieldsMissing]}
+	ErrPayRequired              = &Error{Code: CodePayRequired, Message: defaultMessages[CodePayRequired]}
+	ErrAmountInsufficient       = &Error{Code: CodeAmountInsufficient, Message: defaultMessages[CodeAmountInsufficient]}
+	ErrTokenDepleted            = &Error{Code: CodeTokenDepleted, Message: defaultMessages[CodeTokenDepleted]}
+	ErrChargeDeclined           = &Error{Code: CodeChargeDeclined, Message: defaultMessages[CodeChargeDeclined]}
+	ErrChargeUnknown            = &Error{Code: CodeChargeUnknown, Message: defaultMessages[CodeChargeUnknown]}
+	ErrChargeUnavailable        = &Error{Code: CodeChargeUnavailable, Message: defaultMessages[CodeChargeUnavailable]}
 )
+
+// ErrConfirmationRequired is the former name of [ErrConfirmationNotSupported].
+//
+// Deprecated: use ErrConfirmationNotSupported.
+var ErrConfirmationRequired = ErrConfirmationNotSupported

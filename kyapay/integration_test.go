@@ -194,7 +194,7 @@ func TestRefusalClassesWithFakeIssuer(t *testing.T) {
 		{"embedded jwk", kyapay.TypePay, []kyapaytest.TokenOption{kyapaytest.Header("jwk", map[string]any{"kty": "EC"})}, kyapay.ErrHeaderNotAllowed},
 		{"x5c", kyapay.TypePay, []kyapaytest.TokenOption{kyapaytest.Header("x5c", []string{"MIIB"})}, kyapay.ErrHeaderNotAllowed},
 		{"crit", kyapay.TypePay, []kyapaytest.TokenOption{kyapaytest.Header("crit", []string{"exp"})}, kyapay.ErrHeaderNotAllowed},
-		{"cnf", kyapay.TypePay, []kyapaytest.TokenOption{kyapaytest.Claim("cnf", map[string]any{"jkt": "x"})}, kyapay.ErrConfirmationRequired},
+		{"cnf", kyapay.TypePay, []kyapaytest.TokenOption{kyapaytest.Claim("cnf", map[string]any{"jkt": "x"})}, kyapay.ErrConfirmationNotSupported},
 		{"typ JWT", kyapay.TypePay, []kyapaytest.TokenOption{kyapaytest.Typ("JWT")}, kyapay.ErrTypeNotAccepted},
 		{"kid missing", kyapay.TypePay, []kyapaytest.TokenOption{kyapaytest.WithoutHeader("kid")}, kyapay.ErrTokenMalformed},
 		{"unknown signer", kyapay.TypePay, []kyapaytest.TokenOption{kyapaytest.SignWith(stranger, kyapaytest.DefaultKeyID)}, kyapay.ErrSignatureInvalid},

@@ -184,6 +184,9 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	return v, nil
 }
 
+// Env returns the env claim the verifier expects ("" when it accepts any).
+func (v *Verifier) Env() string { return v.env }
+
 // Close releases what the Verifier owns: the JWKS cache it built when
 // VerifierConfig.Keys was nil. A Verifier given its Keys does not close them.
 func (v *Verifier) Close() error {
@@ -348,7 +351,7 @@ func (v *Verifier) checkClaims(c *Claims, st *payloadState, now time.Time) error
 		return NewError(CodeClaimMissing, "token lacks the sub claim", nil)
 	}
 	if st.hasCnf {
-		return ErrConfirmationRequired
+		return ErrConfirmationNotSupported
 	}
 	if v.audience != "" && !c.hasAudience(v.audience) {
 		return ErrAudienceMismatch

@@ -297,7 +297,7 @@ func TestVerifyRefuses(t *testing.T) {
 		{"iat future", mint(testKey, hdr, with(pay, "iat", testNow.Unix()+31)), nil, ErrTokenNotYetValid},
 		{"jti missing", mint(testKey, hdr, with(pay, "jti", nil)), nil, ErrClaimMissing},
 		{"sub missing", mint(testKey, hdr, with(pay, "sub", nil)), nil, ErrClaimMissing},
-		{"cnf", mint(testKey, hdr, with(pay, "cnf", map[string]any{"jwk": map[string]any{}})), nil, ErrConfirmationRequired},
+		{"cnf", mint(testKey, hdr, with(pay, "cnf", map[string]any{"jwk": map[string]any{}})), nil, ErrConfirmationNotSupported},
 		{"audience mismatch", mint(testKey, hdr, with(pay, "aud", "someone-else")), nil, ErrAudienceMismatch},
 		{"audience missing", mint(testKey, hdr, with(pay, "aud", nil)), nil, ErrAudienceMismatch},
 		{"service mismatch", mint(testKey, hdr, with(pay, "ssi", "other-service")), nil, ErrServiceMismatch},

@@ -86,7 +86,7 @@ func benchKYA(b *testing.B, cacheSize int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	runRoute(b, m.Wrap(benchHandler(), middleware.Identity()), iss.Mint(kyapay.TypeKYA))
+	runRoute(b, m.MustWrap(benchHandler(), middleware.Identity()), iss.Mint(kyapay.TypeKYA))
 }
 
 func BenchmarkKYARouteCold(b *testing.B)   { benchKYA(b, -1) }
@@ -152,7 +152,7 @@ func paidRoute(b *testing.B) (http.Handler, string, *httptest.Server) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return m.Wrap(benchHandler(), middleware.Pay(middleware.FixedPrice("0.01"))), iss.Mint(kyapay.TypePay), srv
+	return m.MustWrap(benchHandler(), middleware.Pay(middleware.FixedPrice("0.01"))), iss.Mint(kyapay.TypePay), srv
 }
 
 // BenchmarkPaidRoutePaired times, in each iteration, one raw keep-alive

@@ -3,7 +3,10 @@ package middleware
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net/http"
+	"strconv"
+	"strings"
 )
 
 // errBufferFull is returned by bufferedWriter.Write past MaxBufferBytes.
@@ -85,4 +88,25 @@ func (b *bufferedWriter) copyTo(w http.ResponseWriter) {
 	}
 	w.WriteHeader(b.statusCode())
 	_, _ = w.Write(b.body.Bytes())
+}
+
+// lengthMismatch reports a Content-Length header that the buffered body
+// does not match (or that is not a valid length), which on a live
+// connection would truncate or break the response.
+func (b *bufferedWriter) lengthMismatch() error {
+	vals := b.header["Content-Length"]
+	if len(vals) == 0 {
+		return nil
+	}
+	if len(vals) > 1 {
+		return errors.New("charge-after handler set Content-Length more than once; not charged")
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(vals[0]), 10, 64)
+	if err != nil || n < 0 {
+		return errors.New("charge-after handler set an invalid Content-Length; not charged")
+	}
+	if n != int64(b.body.Len()) {
+		return fmt.Errorf("charge-after handler declared Content-Length %d but wrote %d bytes; not charged", n, b.body.Len())
+	}
+	return nil
 }

@@ -41,11 +41,11 @@ func ExampleMiddleware_Wrap() {
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle("/whoami", m.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("/whoami", m.MustWrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, _ := kyapay.FromContext(r.Context())
 		fmt.Fprintf(w, "hello %s", c.Human.Email)
 	}), middleware.Identity("email")))
-	mux.Handle("/quote", m.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("/quote", m.MustWrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rc, _ := middleware.ReceiptFromContext(r.Context())
 		fmt.Fprintf(w, "quote; paid %s, %s left", rc.AmountCharged, rc.RemainingBalance)
 	}), middleware.Pay(middleware.FixedPrice("0.01"))))

@@ -154,7 +154,7 @@ func renderLLMsTxt(info ServiceInfo) ([]byte, error) {
 	}
 	policy := info.Policy.norm()
 
-	routes := make([]*route, len(info.Routes))
+	routes := make([]*Route, len(info.Routes))
 	var union kyapay.TokenTypes
 	anyPaid, anyJSON := false, len(info.Routes) == 0
 	for i, ri := range info.Routes {
@@ -311,7 +311,7 @@ func typeList(t kyapay.TokenTypes) string {
 }
 
 // priceText describes a route's price.
-func priceText(rt *route) string {
+func priceText(rt *Route) string {
 	switch rt.price.kind {
 	case priceFixed:
 		return rt.fixed.String() + " USD per request"
@@ -323,7 +323,7 @@ func priceText(rt *route) string {
 	return "free with a valid token"
 }
 
-func hasFixedPrice(routes []*route) bool {
+func hasFixedPrice(routes []*Route) bool {
 	for _, rt := range routes {
 		if rt.price.kind == priceFixed {
 			return true
@@ -332,7 +332,7 @@ func hasFixedPrice(routes []*route) bool {
 	return false
 }
 
-func firstFixed(routes []*route) kyapay.Amount {
+func firstFixed(routes []*Route) kyapay.Amount {
 	for _, rt := range routes {
 		if rt.price.kind == priceFixed {
 			return rt.fixed

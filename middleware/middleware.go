@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/textproto"
@@ -31,6 +30,7 @@ const (
 	DefaultChargeTimeout     = 15 * time.Second
 	DefaultMaxBufferBytes    = 16 << 20
 	DefaultDepletedCacheSize = 10_000
+	DefaultDeclineMemory     = time.Minute
 )
 
 // Config configures a [Middleware]. Zero values mean the documented
@@ -44,11 +44,31 @@ type Config struct {
 	// Header is the request header carrying the token. Default:
 	// kyapay.HeaderName ("skyfire-pay-id").
 	Header string
-	// Policy maps refusal codes to HTTP statuses. Default: PolicySeed (402
-	// for missing, invalid and depleted tokens).
+	// Policy maps refusal codes to HTTP statuses and texts. Default:
+	// PolicySeed (402 for missing, invalid and depleted tokens). It sets
+	// [Refusal.Status] on every refusal, so a custom ErrorHandler sees the
+	// policy's status too.
 	Policy StatusPolicy
 	// ErrorHandler writes refusals. Default: DefaultErrorHandler(Policy).
+	// A custom handler should answer with [Refusal.Status].
 	ErrorHandler ErrorHandler
+	// SignupURL is where refusal texts tell a buyer to create a Skyfire
+	// account. Default: the sandbox app (DefaultSandboxSignupURL) when the
+	// Verifier expects sandbox tokens, else DefaultSignupURL.
+	SignupURL string
+	// OnCharged, when set, runs after every confirmed charge, in both
+	// timings, before the content is released: in ChargeAfter mode it is
+	// how a seller learns the receipt. It runs synchronously on the
+	// request's goroutine, so it must be quick; it cannot undo the charge.
+	OnCharged func(ctx context.Context, c *Charged)
+	// DeclineMemory is how long a charge that Skyfire declined for lack of
+	// balance keeps the token refused offline at that price or above, so a
+	// depleted token costs no further round trips. It is kept short because
+	// a decline may be transient. (A remaining balance that Skyfire
+	// reported after a successful charge is remembered until the token
+	// expires: balances only fall.) Default: DefaultDeclineMemory (1
+	// minute); negative disables.
+	DeclineMemory time.Duration
 	// Logger receives refusals (Debug), charges (Info) and charge failures
 	// (Warn; Error for unknown outcomes, with the jti to reconcile). It
 	// never receives a token or an API key. Default: discard.
@@ -82,6 +102,9 @@ type Middleware struct {
 	chargeTimeout time.Duration
 	maxBuffer     int
 	now           func() time.Time
+	signupURL     string
+	charged       func(context.Context, *Charged)
+	declineMemory time.Duration
 	balances      *lru.Cache[tokenKey, balanceEntry] // nil when disabled
 }
 
@@ -97,7 +120,9 @@ type balanceEntry struct {
 	declinedAt kyapay.Amount
 	// serviceDeclined: a service-price charge was refused for balance.
 	serviceDeclined bool
-	expires         time.Time
+	// declineUntil bounds how long declinedAt and serviceDeclined hold.
+	declineUntil time.Time
+	expires      time.Time
 }
 
 // New validates cfg and returns a Middleware.
@@ -115,6 +140,24 @@ func New(cfg Config) (*Middleware, error) {
 		chargeTimeout: cfg.ChargeTimeout,
 		maxBuffer:     cfg.MaxBufferBytes,
 		now:           cfg.Clock,
+		signupURL:     cfg.SignupURL,
+		charged:       cfg.OnCharged,
+		declineMemory: cfg.DeclineMemory,
+	}
+	if m.signupURL == "" {
+		m.signupURL = DefaultSignupURL
+		if cfg.Verifier.Env() == kyapay.EnvSandbox {
+			m.signupURL = DefaultSandboxSignupURL
+		}
+	}
+	if strings.ContainsAny(m.signupURL, " \t\r\n") {
+		return nil, errors.New("kyapay/middleware: SignupURL contains white space")
+	}
+	switch {
+	case m.declineMemory == 0:
+		m.declineMemory = DefaultDeclineMemory
+	case m.declineMemory < 0:
+		m.declineMemory = 0
 	}
 	if m.header == "" {
 		m.header = kyapay.HeaderName
@@ -130,7 +173,7 @@ func New(cfg Config) (*Middleware, error) {
 		m.onError = DefaultErrorHandler(m.policy)
 	}
 	if m.log == nil {
-		m.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		m.log = slog.New(slog.DiscardHandler)
 	}
 	if m.chargeTimeout == 0 {
 		m.chargeTimeout = DefaultChargeTimeout
@@ -163,14 +206,12 @@ func New(cfg Config) (*Middleware, error) {
 
 // Require returns a middleware that enforces req on the handlers it wraps.
 // It reports an invalid requirement (a malformed price, a priced route
-// without a Charger, a set of types that accepts nothing) as an error.
+// without a Charger, a set of types that accepts nothing) as an error;
+// [Middleware.MustRequire] panics instead.
 func (m *Middleware) Require(req Requirement) (func(http.Handler) http.Handler, error) {
-	rt, err := req.compile()
+	rt, err := m.Route(req)
 	if err != nil {
 		return nil, err
-	}
-	if rt.needsPay && m.charger == nil {
-		return nil, errors.New("kyapay/middleware: a priced requirement needs Config.Charger")
 	}
 	return func(next http.Handler) http.Handler {
 		if next == nil {
@@ -180,15 +221,32 @@ func (m *Middleware) Require(req Requirement) (func(http.Handler) http.Handler, 
 	}, nil
 }
 
-// Wrap protects next with req. It panics if req is invalid, like
-// http.Handle does for an invalid pattern: requirements are fixed at
-// start-up. Use [Middleware.Require] to get the error instead.
-func (m *Middleware) Wrap(next http.Handler, req Requirement) http.Handler {
+// MustRequire is like [Middleware.Require] but panics if req is invalid,
+// like http.Handle does for an invalid pattern: requirements are fixed at
+// start-up.
+func (m *Middleware) MustRequire(req Requirement) func(http.Handler) http.Handler {
 	mw, err := m.Require(req)
 	if err != nil {
 		panic(err)
 	}
-	return mw(next)
+	return mw
+}
+
+// Wrap protects next with req, or reports an invalid req as an error;
+// [Middleware.MustWrap] panics instead.
+func (m *Middleware) Wrap(next http.Handler, req Requirement) (http.Handler, error) {
+	mw, err := m.Require(req)
+	if err != nil {
+		return nil, err
+	}
+	return mw(next), nil
+}
+
+// MustWrap protects next with req. It panics if req is invalid, like
+// http.Handle does for an invalid pattern: requirements are fixed at
+// start-up. Use [Middleware.Wrap] to get the error instead.
+func (m *Middleware) MustWrap(next http.Handler, req Requirement) http.Handler {
+	return m.MustRequire(req)(next)
 }
 
 // receiptKey is the context key for the charge receipt.
@@ -196,7 +254,8 @@ type receiptKey struct{}
 
 // ReceiptFromContext returns the charge receipt of a request charged in
 // ChargeBefore mode, and whether there was one. (In ChargeAfter mode the
-// handler runs before the charge, so it has none.)
+// handler runs before the charge, so it has none; use [Config.OnCharged] to
+// learn the receipt of every charge.)
 func ReceiptFromContext(ctx context.Context) (charge.Receipt, bool) {
 	r, ok := ctx.Value(receiptKey{}).(*charge.Receipt)
 	if !ok || r == nil {
@@ -205,108 +264,86 @@ func ReceiptFromContext(ctx context.Context) (charge.Receipt, bool) {
 	return *r, true
 }
 
-// protected is one route's handler.
+// protected is one route's handler: the net/http front end of the gate.
 type protected struct {
 	m    *Middleware
-	rt   *route
+	rt   *Route
 	next http.Handler
 }
 
 func (p *protected) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	m, rt := p.m, p.rt
-	token, err := m.extract(r)
+	in := Input{Request: r, NoCharge: r.Method == http.MethodHead}
+	in.Token, in.TokenErr = m.extract(r)
+	var g Grant
+	var err error
+	if isConditional(r) {
+		// A conditional request may end in 304 Not Modified, which delivers
+		// no content: charge it only after the handler, whatever the timing.
+		g, err = m.authorizeDeferred(r.Context(), rt, in)
+	} else {
+		g, err = m.Authorize(r.Context(), rt, in)
+	}
 	if err != nil {
-		m.refuse(w, r, rt, err, kyapay.Amount{}, false, nil)
+		m.Refuse(w, r, err)
 		return
 	}
-	claims, err := m.verifier.Verify(r.Context(), token)
-	if err != nil {
-		m.refuse(w, r, rt, err, kyapay.Amount{}, false, nil)
+	if !g.Pending() {
+		p.next.ServeHTTP(w, r.WithContext(g.Context()))
 		return
 	}
-	if err := rt.check(claims); err != nil {
-		m.refuse(w, r, rt, err, kyapay.Amount{}, false, claims)
-		return
-	}
-	ctx := kyapay.NewContext(r.Context(), claims)
-	if !rt.needsPay {
-		p.next.ServeHTTP(w, r.WithContext(ctx))
-		return
-	}
-	// The request carrying the claims is made only when something needs
-	// it: a price function, a refusal (the ErrorHandler may read the
-	// claims), charge-after mode. Charge-before builds one request with
-	// claims and receipt together.
-	var cr *http.Request
-	claimsReq := func() *http.Request {
-		if cr == nil {
-			cr = r.WithContext(ctx)
-		}
-		return cr
-	}
+	p.serveChargeAfter(w, r.WithContext(g.Context()), &g)
+}
 
-	price, hasPrice := rt.fixed, rt.price.kind == priceFixed
-	if rt.price.kind == priceFunc {
-		price, err = rt.price.fn(claimsReq())
-		if err != nil {
-			m.refuse(w, claimsReq(), rt, kyapay.NewError(kyapay.CodeInternal, "", fmt.Errorf("price function: %w", err)), kyapay.Amount{}, false, claims)
-			return
-		}
-		if price.IsZero() {
-			// A price function may make a request free.
-			p.next.ServeHTTP(w, claimsReq())
-			return
-		}
-		hasPrice = true
-	}
-	if err := m.precheck(claims, price, hasPrice); err != nil {
-		m.refuse(w, claimsReq(), rt, err, price, hasPrice, claims)
-		return
-	}
+// isConditional reports whether r carries a validator that lets the handler
+// answer 304 Not Modified.
+func isConditional(r *http.Request) bool {
+	h := r.Header
+	return len(h["If-None-Match"]) > 0 || len(h["If-Modified-Since"]) > 0
+}
 
-	if rt.timing == ChargeAfter {
-		p.serveChargeAfter(w, claimsReq(), token, claims, price, hasPrice)
-		return
-	}
-	cctx, cancel := context.WithTimeout(ctx, m.chargeTimeout)
-	receipt, err := m.charge(cctx, token, claims, price, hasPrice)
-	cancel()
-	if err != nil {
-		m.refuse(w, claimsReq(), rt, err, price, hasPrice, claims)
-		return
-	}
-	p.next.ServeHTTP(w, r.WithContext(context.WithValue(ctx, receiptKey{}, &receipt)))
+// Chargeable reports whether a response with this status to a request with
+// this method delivers content and may be charged: a 2xx other than 204 No
+// Content and 205 Reset Content, to any method but HEAD. 206 Partial Content
+// delivers content and is charged the full price. 1xx, 3xx (304 Not
+// Modified included), 4xx and 5xx responses are never charged.
+func Chargeable(method string, status int) bool {
+	return method != http.MethodHead && status >= 200 && status < 300 &&
+		status != http.StatusNoContent && status != http.StatusResetContent
 }
 
 // serveChargeAfter runs the handler into a buffer and charges only if it
-// succeeded; the buffered response is released only after the charge is
-// confirmed.
-func (p *protected) serveChargeAfter(w http.ResponseWriter, r *http.Request, token string, claims *kyapay.Claims, price kyapay.Amount, hasPrice bool) {
-	m, rt := p.m, p.rt
+// delivered content; the buffered response is released only after the
+// charge is confirmed.
+func (p *protected) serveChargeAfter(w http.ResponseWriter, r *http.Request, g *Grant) {
+	m := p.m
 	bw := newBufferedWriter(m.maxBuffer)
 	p.next.ServeHTTP(bw, r)
 	status := bw.statusCode()
 	if bw.overflow {
-		m.refuse(w, r, rt, kyapay.NewError(kyapay.CodeInternal, "", errors.New("charge-after response exceeded MaxBufferBytes; not charged")), price, hasPrice, claims)
+		g.Abandon()
+		m.Refuse(w, r, m.refusal(r.Context(), p.rt, r, kyapay.NewError(kyapay.CodeInternal, "", errors.New("charge-after response exceeded MaxBufferBytes; not charged")), g.price, g.hasPrice, g.claims))
 		return
 	}
-	if status >= 400 {
-		// The handler failed: deliver its error response, charge nothing.
+	if err := bw.lengthMismatch(); err != nil {
+		// The handler declared a Content-Length its body does not match: the
+		// client would get a truncated or broken response. A failure.
+		g.Abandon()
+		m.Refuse(w, r, m.refusal(r.Context(), p.rt, r, kyapay.NewError(kyapay.CodeInternal, "", err), g.price, g.hasPrice, g.claims))
+		return
+	}
+	if !Chargeable(r.Method, status) {
+		// No content (204, 304), a redirect, or a failure: deliver it as the
+		// handler wrote it, charge nothing.
+		g.Abandon()
 		bw.copyTo(w)
 		return
 	}
-	if err := r.Context().Err(); err != nil {
-		// The client is gone; the content cannot be delivered, so it is not
-		// charged.
-		m.log.LogAttrs(r.Context(), slog.LevelInfo, "kyapay: client left before charge; not charged",
-			slog.String("jti", claims.ID))
-		return
-	}
-	cctx, cancel := context.WithTimeout(r.Context(), m.chargeTimeout)
-	_, err := m.charge(cctx, token, claims, price, hasPrice)
-	cancel()
-	if err != nil {
-		m.refuse(w, r, rt, err, price, hasPrice, claims)
+	if _, err := g.Commit(r.Context()); err != nil {
+		if r.Context().Err() != nil {
+			return // the client is gone: nothing to answer, nothing charged
+		}
+		m.Refuse(w, r, err)
 		return
 	}
 	bw.copyTo(w)
@@ -320,42 +357,12 @@ func (m *Middleware) extract(r *http.Request) (string, error) {
 	vals := r.Header[m.headerKey]
 	switch len(vals) {
 	case 0:
-		return "", kyapay.ErrTokenMissing
+		return "", nil
 	case 1:
 	default:
-		return "", kyapay.NewError(kyapay.CodeTokenMalformed, "more than one "+m.header+" header", nil)
+		return "", kyapay.NewError(kyapay.CodeTokenAmbiguous, "more than one "+m.header+" header", nil)
 	}
-	tok := strings.TrimSpace(vals[0])
-	if tok == "" {
-		return "", kyapay.ErrTokenMissing
-	}
-	return tok, nil
-}
-
-// check applies the route's type and identity-field requirements.
-func (rt *route) check(c *kyapay.Claims) error {
-	if !rt.types.Contains(c.Type) {
-		switch {
-		case rt.needsPay && !c.Type.HasPayment():
-			return kyapay.ErrPayRequired
-		case !c.Type.HasIdentity() && rt.types&(kyapay.TypeKYA|kyapay.TypeKYAPay) == rt.types:
-			return kyapay.ErrIdentityRequired
-		}
-		return kyapay.ErrTypeNotAccepted
-	}
-	if len(rt.fields) == 0 {
-		return nil
-	}
-	var missing []string
-	for _, f := range rt.fields {
-		if v, ok := c.Human.Field(f); !ok || (f == "verified" && v != "true") {
-			missing = append(missing, f)
-		}
-	}
-	if len(missing) > 0 {
-		return kyapay.NewError(kyapay.CodeIdentityFieldsMissing, "missing identity fields: "+strings.Join(missing, ", "), nil)
-	}
-	return nil
+	return strings.TrimSpace(vals[0]), nil
 }
 
 // precheck refuses, without a network call, a pay token whose amount is
@@ -367,24 +374,29 @@ func (m *Middleware) precheck(c *kyapay.Claims, price kyapay.Amount, hasPrice bo
 	if m.balances == nil {
 		return nil
 	}
-	e, ok := m.balances.Get(balanceKey(c))
+	key := balanceKey(c)
+	e, ok := m.balances.Get(key)
 	if !ok {
 		return nil
 	}
-	if m.now().After(e.expires) {
-		m.balances.Remove(balanceKey(c))
+	now := m.now()
+	if now.After(e.expires) {
+		m.balances.Remove(key)
 		return nil
 	}
 	switch {
 	case e.known && e.remaining.IsZero():
 		return kyapay.ErrTokenDepleted
-	case !hasPrice:
-		if e.serviceDeclined {
-			return kyapay.ErrTokenDepleted
-		}
-	case e.known && e.remaining.Cmp(price) < 0:
+	case e.known && hasPrice && e.remaining.Cmp(price) < 0:
 		return kyapay.ErrTokenDepleted
-	case !e.declinedAt.IsZero() && price.Cmp(e.declinedAt) >= 0:
+	}
+	if now.After(e.declineUntil) {
+		return nil // a remembered decline heals after DeclineMemory
+	}
+	switch {
+	case !hasPrice && e.serviceDeclined:
+		return kyapay.ErrTokenDepleted
+	case hasPrice && !e.declinedAt.IsZero() && price.Cmp(e.declinedAt) >= 0:
 		return kyapay.ErrTokenDepleted
 	}
 	return nil
@@ -397,13 +409,20 @@ type tokenKey struct{ iss, jti string }
 
 func balanceKey(c *kyapay.Claims) tokenKey { return tokenKey{c.Issuer, c.ID} }
 
-// remember records what a charge taught about the token's balance.
+// remember records what a charge taught about the token's balance. The key
+// is copied so that the entry does not keep the token's decoded payload
+// alive.
 func (m *Middleware) remember(c *kyapay.Claims, update func(*balanceEntry)) {
 	if m.balances == nil {
 		return
 	}
 	key := balanceKey(c)
-	e, _ := m.balances.Get(key)
+	e, ok := m.balances.Get(key)
+	if !ok {
+		key = tokenKey{strings.Clone(key.iss), strings.Clone(key.jti)}
+	}
+	// Skyfire may still charge for 24 hours after exp, but a token past exp
+	// no longer verifies here, so its entry is useless past exp.
 	e.expires = c.Expiry
 	update(&e)
 	m.balances.Add(key, e)
@@ -411,8 +430,9 @@ func (m *Middleware) remember(c *kyapay.Claims, update func(*balanceEntry)) {
 
 // charge charges the token and turns failures into refusals. A charge whose
 // outcome is unknown becomes charge_unknown (never a 402), one that never
-// left becomes charge_unavailable, and a balance decline becomes
-// token_depleted.
+// left becomes charge_unavailable, a balance decline becomes
+// token_depleted, and a confirmed charge of less than the price becomes
+// charge_mismatch.
 func (m *Middleware) charge(ctx context.Context, token string, c *kyapay.Claims, price kyapay.Amount, hasPrice bool) (charge.Receipt, error) {
 	var receipt charge.Receipt
 	var err error
@@ -422,6 +442,9 @@ func (m *Middleware) charge(ctx context.Context, token string, c *kyapay.Claims,
 		receipt, err = m.charger.ChargeServicePrice(ctx, token)
 	}
 	if err == nil {
+		if hasPrice {
+			receipt.Requested, receipt.HasRequested = price, true
+		}
 		if receipt.HasRemainingBalance {
 			m.remember(c, func(e *balanceEntry) {
 				if !e.known || receipt.RemainingBalance.Cmp(e.remaining) < 0 {
@@ -429,18 +452,27 @@ func (m *Middleware) charge(ctx context.Context, token string, c *kyapay.Claims,
 				}
 			})
 		}
-		m.log.LogAttrs(ctx, slog.LevelInfo, "kyapay: charged",
-			slog.String("jti", c.ID), slog.String("sub", c.Subject),
+		attrs := []slog.Attr{slog.String("jti", clip(c.ID)), slog.String("sub", clip(c.Subject)),
 			slog.String("amount", receipt.AmountCharged.String()),
-			slog.String("remaining", receipt.RemainingBalance.String()))
+			slog.String("remaining", receipt.RemainingBalance.String())}
+		if receipt.Mismatch() {
+			attrs = append(attrs, slog.String("requested", price.String()))
+			if receipt.AmountCharged.Cmp(price) < 0 {
+				m.log.LogAttrs(ctx, slog.LevelError, "kyapay: charged less than the price; content withheld, reconcile this token's charges", attrs...)
+				return receipt, kyapay.NewError(kyapay.CodeChargeMismatch, "", fmt.Errorf("charged %s of %s", receipt.AmountCharged, price))
+			}
+			m.log.LogAttrs(ctx, slog.LevelError, "kyapay: charged more than the price; reconcile this token's charges", attrs...)
+			return receipt, nil
+		}
+		m.log.LogAttrs(ctx, slog.LevelInfo, "kyapay: charged", attrs...)
 		return receipt, nil
 	}
 	var ce *charge.Error
 	if !errors.As(err, &ce) {
 		ce = &charge.Error{Outcome: charge.OutcomeUnknown, Err: err}
 	}
-	attrs := []slog.Attr{slog.String("jti", c.ID), slog.String("sub", c.Subject),
-		slog.String("outcome", ce.Outcome.String()), slog.Any("error", err)}
+	attrs := []slog.Attr{slog.String("jti", clip(c.ID)), slog.String("sub", clip(c.Subject)),
+		slog.String("outcome", ce.Outcome.String()), slog.String("error", clip(err.Error()))}
 	if hasPrice {
 		attrs = append(attrs, slog.String("amount", price.String()))
 	}
@@ -449,7 +481,12 @@ func (m *Middleware) charge(ctx context.Context, token string, c *kyapay.Claims,
 		m.log.LogAttrs(ctx, slog.LevelWarn, "kyapay: charge declined", attrs...)
 		switch ce.Reason {
 		case charge.ReasonInsufficientBalance:
+			// Evidence that the balance is gone, but remembered only for
+			// DeclineMemory: a decline can be wrong, and the balance may be
+			// spendable again later.
+			until := m.now().Add(m.declineMemory)
 			m.remember(c, func(e *balanceEntry) {
+				e.declineUntil = until
 				if !hasPrice {
 					e.serviceDeclined = true
 				} else if e.declinedAt.IsZero() || price.Cmp(e.declinedAt) < 0 {
@@ -471,31 +508,20 @@ func (m *Middleware) charge(ctx context.Context, token string, c *kyapay.Claims,
 	return receipt, kyapay.NewError(kyapay.CodeChargeUnknown, "", err)
 }
 
-// refuse hands a refusal to the error handler.
-func (m *Middleware) refuse(w http.ResponseWriter, r *http.Request, rt *route, err error, price kyapay.Amount, hasPrice bool, c *kyapay.Claims) {
-	var ke *kyapay.Error
-	if !errors.As(err, &ke) {
-		ke = kyapay.NewError(kyapay.CodeInternal, "", err)
+// Refuse answers an HTTP request with a refusal from [Middleware.Authorize]
+// or [Grant.Commit]: it sets the KYAPay-Error header to the refusal's code
+// and hands the refusal to the configured [ErrorHandler]. An error that is
+// not a *Refusal is answered as internal_error.
+func (m *Middleware) Refuse(w http.ResponseWriter, r *http.Request, err error) {
+	var ref *Refusal
+	if !errors.As(err, &ref) || ref == nil {
+		ref = m.refusal(r.Context(), nil, r, err, kyapay.Amount{}, false, nil)
 	}
-	if !hasPrice && rt.price.kind == priceFixed {
-		price, hasPrice = rt.fixed, true
-	}
-	if m.log.Enabled(r.Context(), slog.LevelDebug) {
-		attrs := []slog.Attr{slog.String("code", string(ke.Code)), slog.String("path", r.URL.Path)}
-		if c != nil {
-			attrs = append(attrs, slog.String("jti", c.ID), slog.String("sub", c.Subject))
-		}
-		if ke.Err != nil {
-			attrs = append(attrs, slog.String("cause", ke.Err.Error()))
-		}
-		m.log.LogAttrs(r.Context(), slog.LevelDebug, "kyapay: refused", attrs...)
-	}
-	m.onError(w, r, &Refusal{
-		Err:      ke,
-		Accepted: rt.types,
-		Price:    price,
-		HasPrice: hasPrice,
-		Format:   rt.format,
-		Header:   m.header,
-	})
+	w.Header().Set(CodeHeader, string(ref.Err.Code))
+	m.onError(w, r, ref)
 }
+
+// CodeHeader is the response header that carries the machine code of every
+// refusal ("token_expired", "token_depleted", ...), whatever the body
+// format.
+const CodeHeader = "KYAPay-Error"

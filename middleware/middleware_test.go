@@ -37,8 +37,8 @@ var okHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 func TestRefusalsSeedPolicy(t *testing.T) {
 	t.Parallel()
 	e := sellertest.New(t)
-	pay := e.Middleware.Wrap(okHandler, middleware.Pay(middleware.FixedPrice("0.01")))
-	anyTok := e.Middleware.Wrap(okHandler, middleware.AnyToken())
+	pay := e.Middleware.MustWrap(okHandler, middleware.Pay(middleware.FixedPrice("0.01")))
+	anyTok := e.Middleware.MustWrap(okHandler, middleware.AnyToken())
 	kya := e.Issuer.Mint(kyapay.TypeKYA)
 	tests := []struct {
 		name   string
@@ -46,15 +46,16 @@ func TestRefusalsSeedPolicy(t *testing.T) {
 		token  string
 		status int
 		body   string
+		code   kyapay.Code
 	}{
-		{"missing", anyTok, "", 402, sellertest.SeedMissing},
-		{"missing on paid route", pay, "", 402, sellertest.SeedPay},
-		{"garbage", anyTok, "not.a.token", 402, sellertest.SeedMissing},
-		{"expired", anyTok, e.Issuer.Mint(kyapay.TypePay, kyapaytest.ExpiresAt(e.Clock.Now().Add(-time.Hour))), 402, sellertest.SeedMissing},
-		{"wrong audience", anyTok, e.Issuer.Mint(kyapay.TypePay, kyapaytest.Audience("other")), 402, sellertest.SeedMissing},
-		{"foreign key", anyTok, e.Issuer.Mint(kyapay.TypePay, kyapaytest.SignWith(kyapaytest.NewKey(), "key-1")), 402, sellertest.SeedMissing},
-		{"kya on paid route", pay, kya, 402, sellertest.SeedPay},
-		{"amount below price", pay, e.Issuer.Mint(kyapay.TypePay, kyapaytest.Amount("0.005")), 402, sellertest.SeedDepleted},
+		{"missing", anyTok, "", 402, sellertest.SeedMissing, kyapay.CodeTokenMissing},
+		{"missing on paid route", pay, "", 402, sellertest.SeedPay, kyapay.CodeTokenMissing},
+		{"garbage", anyTok, "not.a.token", 402, sellertest.SeedInvalid("Token is not a well-formed compact JWS"), kyapay.CodeTokenMalformed},
+		{"expired", anyTok, e.Issuer.Mint(kyapay.TypePay, kyapaytest.ExpiresAt(e.Clock.Now().Add(-time.Hour))), 402, sellertest.SeedInvalid("Token has expired"), kyapay.CodeTokenExpired},
+		{"wrong audience", anyTok, e.Issuer.Mint(kyapay.TypePay, kyapaytest.Audience("other")), 402, sellertest.SeedInvalid("Token is meant for another seller"), kyapay.CodeAudienceMismatch},
+		{"foreign key", anyTok, e.Issuer.Mint(kyapay.TypePay, kyapaytest.SignWith(kyapaytest.NewKey(), "key-1")), 402, sellertest.SeedInvalid("Token signature is invalid"), kyapay.CodeSignatureInvalid},
+		{"kya on paid route", pay, kya, 402, sellertest.SeedPay, kyapay.CodePayRequired},
+		{"amount below price", pay, e.Issuer.Mint(kyapay.TypePay, kyapaytest.Amount("0.005")), 402, sellertest.SeedDepleted, kyapay.CodeAmountInsufficient},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -65,6 +66,9 @@ func TestRefusalsSeedPolicy(t *testing.T) {
 			}
 			if cc := got.Header.Get("Cache-Control"); cc != "no-store" {
 				t.Errorf("Cache-Control = %q; want no-store", cc)
+			}
+			if code := got.Header.Get(middleware.CodeHeader); code != string(tt.code) {
+				t.Errorf("%s = %q; want %q", middleware.CodeHeader, code, tt.code)
 			}
 			if ct := got.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") {
 				t.Errorf("Content-Type = %q", ct)
@@ -79,7 +83,7 @@ func TestRefusalsSeedPolicy(t *testing.T) {
 func TestRefusalsJSONAndStatusPolicy(t *testing.T) {
 	t.Parallel()
 	e := sellertest.New(t, func(c *middleware.Config) { c.Policy = middleware.PolicyStatusCodes })
-	pay := e.Middleware.Wrap(okHandler, middleware.Pay(middleware.FixedPrice("0.01")))
+	pay := e.Middleware.MustWrap(okHandler, middleware.Pay(middleware.FixedPrice("0.01")))
 	for _, tt := range []struct {
 		name   string
 		token  string
@@ -115,7 +119,7 @@ func TestRefusalsJSONAndStatusPolicy(t *testing.T) {
 func TestJSONRPCRefusalIsWrapped(t *testing.T) {
 	t.Parallel()
 	e := sellertest.New(t)
-	h := e.Middleware.Wrap(okHandler, middleware.AnyToken())
+	h := e.Middleware.MustWrap(okHandler, middleware.AnyToken())
 	r := httptest.NewRequest("POST", "/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"x"}}`))
 	r.Header.Set("Content-Type", "application/json")
 	w := httptest.NewRecorder()
@@ -135,7 +139,7 @@ func TestJSONRPCRefusalIsWrapped(t *testing.T) {
 func TestIdentityRoute(t *testing.T) {
 	t.Parallel()
 	e := sellertest.New(t)
-	h := e.Middleware.Wrap(okHandler, middleware.Identity("email", "given_name"))
+	h := e.Middleware.MustWrap(okHandler, middleware.Identity("email", "given_name"))
 	full := e.Issuer.Mint(kyapay.TypeKYA, kyapaytest.Human(map[string]any{"email": "a@b.c", "given_name": "Ada"}))
 	if got := sellertest.Do(t, h, full); got.Status != 200 || !strings.HasPrefix(got.Body, "ok sub=") {
 		t.Fatalf("kya with fields: %d %q", got.Status, got.Body)
@@ -157,7 +161,7 @@ func TestChargeBefore(t *testing.T) {
 	t.Parallel()
 	e := sellertest.New(t)
 	var ran atomic.Int32
-	h := e.Middleware.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := e.Middleware.MustWrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ran.Add(1)
 		okHandler.ServeHTTP(w, r)
 	}), middleware.Pay(middleware.FixedPrice("0.01")))
@@ -184,7 +188,7 @@ func TestChargeBefore(t *testing.T) {
 func TestDeclineIsRememberedUntilExpiry(t *testing.T) {
 	t.Parallel()
 	e := sellertest.New(t)
-	h := e.Middleware.Wrap(okHandler, middleware.Pay(middleware.FixedPrice("0.01")))
+	h := e.Middleware.MustWrap(okHandler, middleware.Pay(middleware.FixedPrice("0.01")))
 	// The token claims 10 USD but its balance was spent elsewhere.
 	tok := e.Issuer.Mint(kyapay.TypePay, kyapaytest.Balance("0.005"))
 	if got := sellertest.Do(t, h, tok); got.Status != 402 || got.Body != sellertest.SeedDepleted {
@@ -217,7 +221,7 @@ func TestChargeUnknownIsNever402(t *testing.T) {
 				req := middleware.Pay(middleware.FixedPrice("0.01"))
 				req.Timing = timing
 				var ran atomic.Int32
-				h := e.Middleware.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				h := e.Middleware.MustWrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 					ran.Add(1)
 					io.WriteString(w, "paid content")
 				}), req)
@@ -253,7 +257,7 @@ func TestChargeAPIUnreachableIs503(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := sellertest.Do(t, m.Wrap(okHandler, middleware.Pay(middleware.FixedPrice("0.01"))), e.Issuer.Mint(kyapay.TypePay))
+	got := sellertest.Do(t, m.MustWrap(okHandler, middleware.Pay(middleware.FixedPrice("0.01"))), e.Issuer.Mint(kyapay.TypePay))
 	if got.Status != 503 || got.Header.Get("Retry-After") == "" {
 		t.Errorf("got %d %q (Retry-After %q); want 503 with Retry-After", got.Status, got.Body, got.Header.Get("Retry-After"))
 	}
@@ -265,7 +269,7 @@ func TestChargeAfterDeliversOnlyPaidContent(t *testing.T) {
 	after := func(h http.HandlerFunc) http.Handler {
 		req := middleware.Pay(middleware.FixedPrice("0.01"))
 		req.Timing = middleware.ChargeAfter
-		return e.Middleware.Wrap(h, req)
+		return e.Middleware.MustWrap(h, req)
 	}
 	streaming := func(status int) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
@@ -308,7 +312,7 @@ func TestChargeAfterDeliversOnlyPaidContent(t *testing.T) {
 	small := sellertest.New(t, func(c *middleware.Config) { c.MaxBufferBytes = 4 })
 	req := middleware.Pay(middleware.FixedPrice("0.01"))
 	req.Timing = middleware.ChargeAfter
-	got = sellertest.Do(t, small.Middleware.Wrap(streaming(200), req), small.Issuer.Mint(kyapay.TypePay))
+	got = sellertest.Do(t, small.Middleware.MustWrap(streaming(200), req), small.Issuer.Mint(kyapay.TypePay))
 	if got.Status != 500 || small.Issuer.ChargeCount() != 0 {
 		t.Fatalf("overflow: %d %q, ledger %d", got.Status, got.Body, small.Issuer.ChargeCount())
 	}
@@ -325,7 +329,7 @@ func TestChargeAfterOverRealConnection(t *testing.T) {
 	release := make(chan struct{})
 	e.Issuer.InjectFault(kyapaytest.Fault{Endpoint: kyapaytest.EndpointCharge, Latency: time.Nanosecond, Times: 1,
 		OnApply: func() { close(held); <-release }})
-	srv := httptest.NewServer(e.Middleware.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewServer(e.Middleware.MustWrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "early bytes")
 		w.(http.Flusher).Flush()
 	}), req))
@@ -370,7 +374,7 @@ func TestParallelChargesAgainstExactBalance(t *testing.T) {
 			req := middleware.Pay(middleware.FixedPrice("0.01"))
 			req.Timing = timing
 			var ran atomic.Int32
-			srv := httptest.NewServer(e.Middleware.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			srv := httptest.NewServer(e.Middleware.MustWrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				ran.Add(1)
 				io.WriteString(w, "content")
 			}), req))
@@ -406,7 +410,7 @@ func TestParallelChargesAgainstExactBalance(t *testing.T) {
 func TestServicePriceMode(t *testing.T) {
 	t.Parallel()
 	e := sellertest.New(t)
-	h := e.Middleware.Wrap(okHandler, middleware.Pay(middleware.ServicePrice()))
+	h := e.Middleware.MustWrap(okHandler, middleware.Pay(middleware.ServicePrice()))
 	got := sellertest.Do(t, h, e.Issuer.Mint(kyapay.TypePay))
 	if got.Status != 200 || !strings.Contains(got.Body, "charged="+e.Issuer.ServicePrice().String()) {
 		t.Fatalf("service price: %d %q", got.Status, got.Body)
@@ -421,7 +425,7 @@ func TestServicePriceMode(t *testing.T) {
 func TestPriceFunc(t *testing.T) {
 	t.Parallel()
 	e := sellertest.New(t)
-	h := e.Middleware.Wrap(okHandler, middleware.Pay(middleware.PriceFunc(func(r *http.Request) (kyapay.Amount, error) {
+	h := e.Middleware.MustWrap(okHandler, middleware.Pay(middleware.PriceFunc(func(r *http.Request) (kyapay.Amount, error) {
 		switch r.URL.Query().Get("size") {
 		case "big":
 			return kyapay.MustParseAmount("0.05"), nil
@@ -450,7 +454,7 @@ func TestPriceFunc(t *testing.T) {
 func TestKeyRotationDuringTraffic(t *testing.T) {
 	t.Parallel()
 	e := sellertest.New(t)
-	h := e.Middleware.Wrap(okHandler, middleware.AnyToken())
+	h := e.Middleware.MustWrap(okHandler, middleware.AnyToken())
 	if got := sellertest.Do(t, h, e.Issuer.Mint(kyapay.TypeKYA)); got.Status != 200 {
 		t.Fatalf("before rotation: %d %q", got.Status, got.Body)
 	}
@@ -506,7 +510,7 @@ func TestDuplicateHeaderRefused(t *testing.T) {
 	t.Parallel()
 	e := sellertest.New(t)
 	tok := e.Issuer.Mint(kyapay.TypeKYA)
-	got := sellertest.Do(t, e.Middleware.Wrap(okHandler, middleware.AnyToken()), tok, func(r *http.Request) {
+	got := sellertest.Do(t, e.Middleware.MustWrap(okHandler, middleware.AnyToken()), tok, func(r *http.Request) {
 		r.Header.Add("skyfire-pay-id", tok)
 	})
 	if got.Status != 402 {
@@ -520,7 +524,7 @@ func TestClientGoneBeforeChargeAfter(t *testing.T) {
 	req := middleware.Pay(middleware.FixedPrice("0.01"))
 	req.Timing = middleware.ChargeAfter
 	ctx, cancel := context.WithCancel(context.Background())
-	h := e.Middleware.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := e.Middleware.MustWrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "content")
 		cancel() // the client hangs up while the handler works
 	}), req)
@@ -535,7 +539,7 @@ func TestClientGoneBeforeChargeAfter(t *testing.T) {
 func TestCustomHeaderName(t *testing.T) {
 	t.Parallel()
 	e := sellertest.New(t, func(c *middleware.Config) { c.Header = "kyapay-token" })
-	h := e.Middleware.Wrap(okHandler, middleware.AnyToken())
+	h := e.Middleware.MustWrap(okHandler, middleware.AnyToken())
 	tok := e.Issuer.Mint(kyapay.TypeKYA)
 	if got := sellertest.Do(t, h, "", func(r *http.Request) { r.Header.Set("KYAPay-Token", tok) }); got.Status != 200 {
 		t.Errorf("token in the custom header: %d %q", got.Status, got.Body)
@@ -556,7 +560,7 @@ func TestChargeAfterLateFailure(t *testing.T) {
 	e := sellertest.New(t)
 	req := middleware.Pay(middleware.FixedPrice("0.01"))
 	req.Timing = middleware.ChargeAfter
-	h := e.Middleware.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := e.Middleware.MustWrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "paid content;")
 		w.WriteHeader(http.StatusBadGateway)
 		io.WriteString(w, "upstream failed")

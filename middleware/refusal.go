@@ -1,6 +1,8 @@
 package middleware
 
 import (
+	"context"
+	"errors"
 	"net/http"
 
 	"github.com/kyapay/kyapay-go/kyapay"
@@ -23,6 +25,12 @@ type Refusal struct {
 	Format Format
 	// Header is the request header the token is read from.
 	Header string
+	// Status is the HTTP status the Middleware's [StatusPolicy] gives the
+	// code. Zero means "not set": the default handler then asks the policy.
+	Status int
+	// SignupURL is where the refusal text tells the buyer to create an
+	// account (default DefaultSignupURL).
+	SignupURL string
 }
 
 // Error returns the underlying kyapay error's text.
@@ -38,3 +46,51 @@ func (r *Refusal) Code() kyapay.Code { return r.Err.Code }
 // *Refusal; use errors.As to reach it. An ErrorHandler must not run the
 // protected handler.
 type ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
+
+// RefusalDetail is the machine-readable description of a refusal: the
+// structuredContent of the MCP-style JSON refusal body, and what
+// non-HTTP front ends (MCP tools) put in their error results.
+type RefusalDetail struct {
+	// Error is the stable refusal code.
+	Error kyapay.Code `json:"error"`
+	// Message is the caller-facing text ([RefusalMessage]).
+	Message string `json:"message"`
+	// AcceptedTokenTypes lists the accepted token types: "kya", "pay",
+	// "kya-pay".
+	AcceptedTokenTypes []string `json:"acceptedTokenTypes"`
+	// RequiredAmount and Currency state the price when it is known.
+	RequiredAmount string `json:"requiredAmount,omitempty"`
+	Currency       string `json:"currency,omitempty"`
+	// Header is the HTTP header that carries the token.
+	Header string `json:"header"`
+	// Argument is the tool argument that carries the token, for MCP tools
+	// ("" outside MCP).
+	Argument string `json:"argument,omitempty"`
+	// CreateTokenURL documents how to create a token.
+	CreateTokenURL string `json:"createTokenUrl"`
+}
+
+// Describe returns the refusal in err (a *Refusal from
+// [Middleware.Authorize] or [Grant.Commit]; anything else reads as
+// internal_error) with its caller-facing text and machine-readable detail
+// under the Middleware's policy, for front ends that do not answer with an
+// HTTP response.
+func (m *Middleware) Describe(err error) (*Refusal, RefusalDetail) {
+	var ref *Refusal
+	if !errors.As(err, &ref) || ref == nil {
+		ref = m.refusal(context.Background(), nil, nil, err, kyapay.Amount{}, false, nil)
+	}
+	n := normalize(ref)
+	msg := refusalMessage(&n, m.policy.norm())
+	d := RefusalDetail{
+		Error:              n.Err.Code,
+		Message:            msg,
+		AcceptedTokenTypes: append([]string(nil), jsonTypes[acceptedMask(n.Accepted)]...),
+		Header:             n.Header,
+		CreateTokenURL:     DefaultCreateTokenURL,
+	}
+	if n.HasPrice {
+		d.RequiredAmount, d.Currency = n.Price.String(), "USD"
+	}
+	return ref, d
+}

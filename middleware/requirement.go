@@ -1,6 +1,7 @@
 package middleware
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -50,6 +51,7 @@ type Price struct {
 	kind  priceKind
 	fixed string
 	fn    func(*http.Request) (kyapay.Amount, error)
+	ctxFn func(context.Context) (kyapay.Amount, error)
 }
 
 type priceKind uint8
@@ -59,6 +61,7 @@ const (
 	priceFixed
 	priceFunc
 	priceService
+	priceContext
 )
 
 // FixedPrice charges the same decimal amount (USD, at most six decimals,
@@ -71,6 +74,15 @@ func FixedPrice(amount string) Price { return Price{kind: priceFixed, fixed: amo
 // request with an internal error (500), not a 402.
 func PriceFunc(fn func(*http.Request) (kyapay.Amount, error)) Price {
 	return Price{kind: priceFunc, fn: fn}
+}
+
+// ContextPrice computes the price from the context of the request or tool
+// call, for front ends without an *http.Request (MCP tools): the context
+// carries the verified claims ([kyapay.FromContext]) and whatever the front
+// end adds (the MCP front ends add the tool call). A zero amount makes the
+// call free; an error refuses it with internal_error.
+func ContextPrice(fn func(ctx context.Context) (kyapay.Amount, error)) Price {
+	return Price{kind: priceContext, ctxFn: fn}
 }
 
 // ServicePrice omits chargeAmount from the charge request, so Skyfire charges
@@ -99,6 +111,10 @@ type Requirement struct {
 	Timing ChargeTiming
 	// Format is the refusal body format. Default: FormatAuto.
 	Format Format
+	// Name names the route in logs and in [Config.OnCharged] (for example
+	// "quote" or "GET /v1/quote"). Default: the request's mux pattern for
+	// HTTP routes.
+	Name string
 }
 
 // AnyToken requires any valid KYAPay token.
@@ -129,21 +145,8 @@ var knownIdentityFields = map[string]bool{
 	"verifier": true, "verified": true, "verification_id": true,
 }
 
-// route is a validated, normalised Requirement.
-type route struct {
-	types     kyapay.TokenTypes
-	fields    []string
-	price     Price
-	fixed     kyapay.Amount // valid when price.kind == priceFixed
-	timing    ChargeTiming
-	format    Format
-	needsPay  bool
-	needsKYA  bool
-	typesText string // precomputed for refusal bodies
-}
-
 // compile validates r and derives the route's effective accepted types.
-func (r Requirement) compile() (*route, error) {
+func (r Requirement) compile() (*Route, error) {
 	types := r.Types
 	if types == 0 {
 		types = kyapay.AnyType
@@ -151,7 +154,7 @@ func (r Requirement) compile() (*route, error) {
 	if types&^kyapay.AnyType != 0 {
 		return nil, fmt.Errorf("kyapay/middleware: unknown token type bits %#x", uint8(types&^kyapay.AnyType))
 	}
-	rt := &route{price: r.Price, timing: r.Timing, format: r.Format}
+	rt := &Route{name: r.Name, price: r.Price, timing: r.Timing, format: r.Format}
 	if r.Timing > ChargeAfter {
 		return nil, fmt.Errorf("kyapay/middleware: unknown charge timing %d", r.Timing)
 	}
@@ -172,6 +175,10 @@ func (r Requirement) compile() (*route, error) {
 	case priceFunc:
 		if r.Price.fn == nil {
 			return nil, errors.New("kyapay/middleware: PriceFunc with a nil function")
+		}
+	case priceContext:
+		if r.Price.ctxFn == nil {
+			return nil, errors.New("kyapay/middleware: ContextPrice with a nil function")
 		}
 	case priceService:
 	default:

@@ -18,6 +18,9 @@ import (
 const (
 	// DefaultSignupURL is where a buyer creates a Skyfire account.
 	DefaultSignupURL = "https://app.skyfire.xyz"
+	// DefaultSandboxSignupURL is where a buyer creates a Skyfire sandbox
+	// account.
+	DefaultSandboxSignupURL = "https://app-sandbox.skyfire.xyz"
 	// DefaultCreateTokenURL documents Skyfire's create-token API.
 	DefaultCreateTokenURL = "https://docs.skyfire.xyz/reference/create-token"
 )
@@ -137,11 +140,11 @@ func classify(code kyapay.Code) refusalClass {
 	case kyapay.CodeTokenMissing:
 		return classMissing
 	case kyapay.CodeTokenTooLarge, kyapay.CodeTokenMalformed, kyapay.CodeAlgorithmNotAllowed,
-		kyapay.CodeHeaderNotAllowed, kyapay.CodeConfirmationRequired, kyapay.CodeSignatureInvalid,
+		kyapay.CodeHeaderNotAllowed, kyapay.CodeConfirmationNotSupported, kyapay.CodeSignatureInvalid,
 		kyapay.CodeTokenExpired, kyapay.CodeTokenNotYetValid, kyapay.CodeClaimMissing,
 		kyapay.CodeClaimInvalid, kyapay.CodeIssuerUntrusted, kyapay.CodeAudienceMismatch,
 		kyapay.CodeServiceMismatch, kyapay.CodeEnvMismatch, kyapay.CodeTypeNotAccepted,
-		kyapay.CodeKeyUnknown:
+		kyapay.CodeKeyUnknown, kyapay.CodeTokenAmbiguous:
 		return classInvalid
 	case kyapay.CodeIdentityRequired:
 		return classIdentity
@@ -153,7 +156,7 @@ func classify(code kyapay.Code) refusalClass {
 		return classInsufficient
 	case kyapay.CodeChargeDeclined:
 		return classDeclined
-	case kyapay.CodeChargeUnknown:
+	case kyapay.CodeChargeUnknown, kyapay.CodeChargeMismatch:
 		return classChargeUnknown
 	case kyapay.CodeKeysUnavailable, kyapay.CodeChargeUnavailable:
 		return classUnavailable
@@ -326,6 +329,9 @@ func normalize(ref *Refusal) Refusal {
 	if n.Header == "" {
 		n.Header = kyapay.HeaderName
 	}
+	if n.SignupURL == "" {
+		n.SignupURL = DefaultSignupURL
+	}
 	if n.Accepted&kyapay.AnyType == 0 {
 		n.Accepted = kyapay.AnyType
 	}
@@ -345,9 +351,9 @@ func refusalMessage(ref *Refusal, policy StatusPolicy) string {
 }
 
 // writeGuidance writes the create-token sentence of the seed texts.
-func writeGuidance(b *strings.Builder, header, types string) {
+func writeGuidance(b *strings.Builder, signup, header, types string) {
 	b.WriteString("Please create an account at ")
-	b.WriteString(DefaultSignupURL)
+	b.WriteString(signup)
 	b.WriteString(" and create a ")
 	b.WriteString(types)
 	b.WriteString(" token - ")
@@ -386,14 +392,23 @@ func writeIdentityFields(b *strings.Builder, msg string) {
 func writeSeedText(b *strings.Builder, ref *Refusal, c refusalClass) {
 	h := ref.Header
 	switch c {
-	case classMissing, classInvalid, classIdentity, classIdentityFields:
+	case classMissing, classIdentity, classIdentityFields:
 		b.WriteString("ERROR: Missing KYAPay token in the ")
 		b.WriteString(h)
 		b.WriteString(" header. ")
-		writeGuidance(b, h, seedTypeList[acceptedMask(ref.Accepted)])
+		writeGuidance(b, ref.SignupURL, h, seedTypeList[acceptedMask(ref.Accepted)])
 		if c == classIdentityFields {
 			writeIdentityFields(b, ref.Err.Message)
 		}
+	case classInvalid:
+		// The seed gives no text for a token that is present but invalid;
+		// say so, with the reason, in the seed's shape.
+		b.WriteString("ERROR: Invalid KYAPay token in the ")
+		b.WriteString(h)
+		b.WriteString(" header. ")
+		writeSentence(b, ref.Err.Message)
+		b.WriteByte(' ')
+		writeGuidance(b, ref.SignupURL, h, seedTypeList[acceptedMask(ref.Accepted)])
 	case classPayRequired:
 		w := payWord(ref.Accepted, "kya+pay")
 		b.WriteString("ERROR: Missing ")
@@ -401,7 +416,7 @@ func writeSeedText(b *strings.Builder, ref *Refusal, c refusalClass) {
 		b.WriteString(" token in the ")
 		b.WriteString(h)
 		b.WriteString(" header. ")
-		writeGuidance(b, h, w)
+		writeGuidance(b, ref.SignupURL, h, w)
 		writeAmount(b, ref)
 	case classInsufficient:
 		w := payWord(ref.Accepted, "kya+pay")
@@ -434,7 +449,7 @@ func writeStatusCodesText(b *strings.Builder, ref *Refusal, c refusalClass) {
 			writeIdentityFields(b, ref.Err.Message)
 		}
 		b.WriteByte(' ')
-		writeGuidance(b, h, words)
+		writeGuidance(b, ref.SignupURL, h, words)
 	case classInvalid:
 		words := typeWords[acceptedMask(ref.Accepted)]
 		b.WriteString("Invalid ")
@@ -444,7 +459,7 @@ func writeStatusCodesText(b *strings.Builder, ref *Refusal, c refusalClass) {
 		b.WriteString(" header. ")
 		writeSentence(b, ref.Err.Message)
 		b.WriteByte(' ')
-		writeGuidance(b, h, words)
+		writeGuidance(b, ref.SignupURL, h, words)
 	case classPayRequired:
 		words := typeWords[payMask(ref.Accepted)]
 		b.WriteString("Missing ")
@@ -452,7 +467,7 @@ func writeStatusCodesText(b *strings.Builder, ref *Refusal, c refusalClass) {
 		b.WriteString(" token in the ")
 		b.WriteString(h)
 		b.WriteString(" header. ")
-		writeGuidance(b, h, words)
+		writeGuidance(b, ref.SignupURL, h, words)
 		writeAmount(b, ref)
 	case classInsufficient:
 		w := payWord(ref.Accepted, "kya-pay")
@@ -601,20 +616,11 @@ type (
 	toolResult struct {
 		Content           []textContent `json:"content"`
 		IsError           bool          `json:"isError"`
-		StructuredContent refusalDetail `json:"structuredContent"`
+		StructuredContent RefusalDetail `json:"structuredContent"`
 	}
 	textContent struct {
 		Type string `json:"type"`
 		Text string `json:"text"`
-	}
-	refusalDetail struct {
-		Error              kyapay.Code `json:"error"`
-		Message            string      `json:"message"`
-		AcceptedTokenTypes []string    `json:"acceptedTokenTypes"`
-		RequiredAmount     string      `json:"requiredAmount,omitempty"`
-		Currency           string      `json:"currency,omitempty"`
-		Header             string      `json:"header"`
-		CreateTokenURL     string      `json:"createTokenUrl"`
 	}
 	rpcResponse struct {
 		JSONRPC string          `json:"jsonrpc"`
@@ -627,7 +633,7 @@ func refusalJSON(ref *Refusal, msg string, rpcID json.RawMessage) []byte {
 	res := &toolResult{
 		Content: []textContent{{Type: "text", Text: msg}},
 		IsError: true,
-		StructuredContent: refusalDetail{
+		StructuredContent: RefusalDetail{
 			Error:              ref.Err.Code,
 			Message:            msg,
 			AcceptedTokenTypes: jsonTypes[acceptedMask(ref.Accepted)],

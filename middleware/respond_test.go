@@ -24,6 +24,13 @@ const (
 	seedDepleted = "ERROR: The given pay token is depleted. Please create and send a new pay token. The required amount is 0.01 USD."
 )
 
+// seedInvalid is the seed-shaped text for a token that is present but
+// invalid: it says so, and why, instead of calling it missing.
+func seedInvalid(c kyapay.Code) string {
+	msg := kyapay.DefaultMessage(c)
+	return "ERROR: Invalid KYAPay token in the skyfire-pay-id header. " + strings.ToUpper(msg[:1]) + msg[1:] + ". Please create an account at https://app.skyfire.xyz and create a kya | pay | kya+pay token - https://docs.skyfire.xyz/reference/create-token and include it in your request in the skyfire-pay-id header."
+}
+
 // secret is the text of every internal cause; it must never reach a body.
 const secret = "SECRET-kid-7f3a upstream body {\"apiKey\":\"sk_live\"}"
 
@@ -31,7 +38,7 @@ var errSecret = errors.New(secret)
 
 var allCodes = []kyapay.Code{
 	kyapay.CodeTokenMissing, kyapay.CodeTokenTooLarge, kyapay.CodeTokenMalformed,
-	kyapay.CodeAlgorithmNotAllowed, kyapay.CodeHeaderNotAllowed, kyapay.CodeConfirmationRequired,
+	kyapay.CodeAlgorithmNotAllowed, kyapay.CodeHeaderNotAllowed, kyapay.CodeConfirmationNotSupported,
 	kyapay.CodeSignatureInvalid, kyapay.CodeTokenExpired, kyapay.CodeTokenNotYetValid,
 	kyapay.CodeClaimMissing, kyapay.CodeClaimInvalid, kyapay.CodeIssuerUntrusted,
 	kyapay.CodeAudienceMismatch, kyapay.CodeServiceMismatch, kyapay.CodeEnvMismatch,
@@ -44,7 +51,7 @@ var allCodes = []kyapay.Code{
 
 var invalidCodes = []kyapay.Code{
 	kyapay.CodeTokenTooLarge, kyapay.CodeTokenMalformed, kyapay.CodeAlgorithmNotAllowed,
-	kyapay.CodeHeaderNotAllowed, kyapay.CodeConfirmationRequired, kyapay.CodeSignatureInvalid,
+	kyapay.CodeHeaderNotAllowed, kyapay.CodeConfirmationNotSupported, kyapay.CodeSignatureInvalid,
 	kyapay.CodeTokenExpired, kyapay.CodeTokenNotYetValid, kyapay.CodeClaimMissing,
 	kyapay.CodeClaimInvalid, kyapay.CodeIssuerUntrusted, kyapay.CodeAudienceMismatch,
 	kyapay.CodeServiceMismatch, kyapay.CodeEnvMismatch, kyapay.CodeTypeNotAccepted,
@@ -151,7 +158,7 @@ func TestSeedTextsExact(t *testing.T) {
 			name string
 			ref  *Refusal
 			want string
-		}{string(c), refusal(c), seedMissing})
+		}{string(c), refusal(c), seedInvalid(c)})
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -180,7 +187,7 @@ func TestRefusalMessage(t *testing.T) {
 		{"seed/types-subset", PolicySeed, free(kyapay.CodeTokenMissing, kyapay.TypeKYA|kyapay.TypeKYAPay),
 			"ERROR: Missing KYAPay token in the skyfire-pay-id header. Please create an account at https://app.skyfire.xyz and create a kya | kya+pay token - https://docs.skyfire.xyz/reference/create-token and include it in your request in the skyfire-pay-id header."},
 		{"seed/custom-header", PolicySeed, &Refusal{Err: kyapay.ErrTokenExpired, Accepted: kyapay.TypePay, Header: "kyapay-token"},
-			"ERROR: Missing KYAPay token in the kyapay-token header. Please create an account at https://app.skyfire.xyz and create a pay token - https://docs.skyfire.xyz/reference/create-token and include it in your request in the kyapay-token header."},
+			"ERROR: Invalid KYAPay token in the kyapay-token header. Token has expired. Please create an account at https://app.skyfire.xyz and create a pay token - https://docs.skyfire.xyz/reference/create-token and include it in your request in the kyapay-token header."},
 		{"seed/identity-fields-list", PolicySeed, withMsg(free(kyapay.CodeIdentityFieldsMissing, kyapay.TypeKYA|kyapay.TypeKYAPay), "missing identity fields: email, given_name"),
 			"ERROR: Missing KYAPay token in the skyfire-pay-id header. Please create an account at https://app.skyfire.xyz and create a kya | kya+pay token - https://docs.skyfire.xyz/reference/create-token and include it in your request in the skyfire-pay-id header. The token must carry these identity fields: email, given_name."},
 		{"seed/identity-fields-default", PolicySeed, free(kyapay.CodeIdentityFieldsMissing, kyapay.AnyType),
@@ -359,7 +366,7 @@ func TestSeedBodiesExact(t *testing.T) {
 	t.Parallel()
 	for code, want := range map[kyapay.Code]string{
 		kyapay.CodeTokenMissing:     seedMissing,
-		kyapay.CodeSignatureInvalid: seedMissing,
+		kyapay.CodeSignatureInvalid: seedInvalid(kyapay.CodeSignatureInvalid),
 		kyapay.CodePayRequired:      seedPay,
 		kyapay.CodeTokenDepleted:    seedDepleted,
 	} {

@@ -60,8 +60,8 @@ func seller(iss *kyapaytest.Issuer) (http.Handler, func(), error) {
 		return nil, nil, err
 	}
 	mux := http.NewServeMux()
-	mux.Handle("GET /whoami", m.Wrap(http.HandlerFunc(whoami), middleware.Identity("email")))
-	mux.Handle("GET /quote", m.Wrap(http.HandlerFunc(quote), middleware.Pay(middleware.FixedPrice("0.01"))))
+	mux.Handle("GET /whoami", m.MustWrap(http.HandlerFunc(whoami), middleware.Identity("email")))
+	mux.Handle("GET /quote", m.MustWrap(http.HandlerFunc(quote), middleware.Pay(middleware.FixedPrice("0.01"))))
 	return mux, func() { v.Close() }, nil
 }
 

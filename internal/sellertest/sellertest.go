@@ -29,6 +29,13 @@ const (
 	SeedDepleted = "ERROR: The given pay token is depleted. Please create and send a new pay token. The required amount is 0.01 USD."
 )
 
+// SeedInvalid is the plain-text refusal (PolicySeed) for a token that is
+// present but invalid on a route accepting every type, with reason the
+// refusal's caller-safe message ("Token has expired").
+func SeedInvalid(reason string) string {
+	return "ERROR: Invalid KYAPay token in the skyfire-pay-id header. " + reason + ". Please create an account at https://app.skyfire.xyz and create a kya | pay | kya+pay token - https://docs.skyfire.xyz/reference/create-token and include it in your request in the skyfire-pay-id header."
+}
+
 // Clock is a settable clock, safe for concurrent use.
 type Clock struct{ ns atomic.Int64 }
 

@@ -104,7 +104,7 @@ func TestRefusedRequestRunsNoLaterHandler(t *testing.T) {
 		body  string
 	}{
 		{"missing token", middleware.AnyToken(), "", sellertest.SeedMissing},
-		{"garbage token", middleware.AnyToken(), "not.a.token", sellertest.SeedMissing},
+		{"garbage token", middleware.AnyToken(), "not.a.token", sellertest.SeedInvalid("Token is not a well-formed compact JWS")},
 		{"kya on paid route", middleware.Pay(middleware.FixedPrice("0.01")), env.Issuer.Mint(kyapay.TypeKYA), sellertest.SeedPay},
 		{"kya on charge-after route", sellertest.PayAfter(), env.Issuer.Mint(kyapay.TypeKYA), sellertest.SeedPay},
 		{"amount below price", sellertest.PayAfter(), env.Issuer.Mint(kyapay.TypePay, kyapaytest.Amount("0.005")), sellertest.SeedDepleted},
