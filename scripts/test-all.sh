@@ -1,16 +1,43 @@
 #!/usr/bin/env bash
 # Tests every Go module in the repository: the root module and each nested
-# module (the gin and echo adapters), each on its own with GOWORK=off, the way
-# a user consumes it. gofmt over the whole tree, then go vet and
-# go test -race in each module.
+# module (adapters, examples), each on its own with GOWORK=off, the way a
+# user consumes it. It first makes sure what the tests need is there (a C
+# compiler for -race), installing it with apt-get when it can, and fails
+# with one line saying what to install when it cannot. Then: gofmt over the
+# whole tree, the module version check, and go vet and go test -race in
+# each module.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export GOWORK=off
+export CGO_ENABLED=1
+
+# need_pkg CMD PKG WHY: make sure CMD is on PATH, installing the Debian
+# package PKG when running as root with apt-get; otherwise fail in one line.
+need_pkg() {
+	local cmd=$1 pkg=$2 why=$3
+	command -v "$cmd" >/dev/null 2>&1 && return 0
+	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+		echo "test-all: $cmd not found ($why); installing Debian package $pkg"
+		if { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg"; } >/tmp/test-all-apt.log 2>&1 \
+			&& command -v "$cmd" >/dev/null 2>&1; then
+			return 0
+		fi
+		echo "test-all: installing $pkg failed (see /tmp/test-all-apt.log); install it by hand: apt-get install $pkg" >&2
+		exit 1
+	fi
+	echo "test-all: $why needs $cmd; install it (Debian: apt-get install $pkg) and run again" >&2
+	exit 1
+}
+
+cc=$(go env CC)
+need_pkg "${cc%% *}" gcc "go test -race (cgo) needs a C compiler"
 
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 if [ -n "$unformatted" ]; then
 	echo "gofmt would change:"; echo "$unformatted"; exit 1
 fi
+
+./scripts/check-modules.sh
 
 modules=$(find . -name go.mod -not -path './.git/*' -not -path '*/testdata/*' -exec dirname {} \; | sort)
 failed=()

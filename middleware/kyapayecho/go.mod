@@ -3,7 +3,7 @@ module github.com/kyapay/kyapay-go/middleware/kyapayecho
 go 1.25.0
 
 require (
-	github.com/kyapay/kyapay-go v0.0.0-00010101000000-000000000000
+	github.com/kyapay/kyapay-go v0.1.0
 	github.com/labstack/echo/v4 v4.16.0
 )
 
