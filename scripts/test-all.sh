@@ -17,7 +17,7 @@ need_pkg() {
 	local cmd=$1 pkg=$2 why=$3
 	command -v "$cmd" >/dev/null 2>&1 && return 0
 	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-		echo "test-all: $cmd not found ($why); installing Debian package $pkg"
+		echo "test-all: $cmd not found, and $why; installing Debian package $pkg"
 		if { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg"; } >/tmp/test-all-apt.log 2>&1 \
 			&& command -v "$cmd" >/dev/null 2>&1; then
 			return 0
@@ -25,12 +25,12 @@ need_pkg() {
 		echo "test-all: installing $pkg failed (see /tmp/test-all-apt.log); install it by hand: apt-get install $pkg" >&2
 		exit 1
 	fi
-	echo "test-all: $why needs $cmd; install it (Debian: apt-get install $pkg) and run again" >&2
+	echo "test-all: $cmd not found, and $why; install it (Debian: apt-get install $pkg) and run again" >&2
 	exit 1
 }
 
 cc=$(go env CC)
-need_pkg "${cc%% *}" gcc "go test -race (cgo) needs a C compiler"
+need_pkg "${cc%% *}" gcc "go test -race needs a C compiler (cgo)"
 
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 if [ -n "$unformatted" ]; then
