@@ -156,7 +156,7 @@ func (g *Grant) Commit(ctx context.Context) (charge.Receipt, error) {
 		return g.receipt, err
 	}
 	cctx, cancel := context.WithTimeout(ctx, g.m.chargeTimeout)
-	receipt, err := g.m.charge(cctx, g.token, g.claims, g.price, g.hasPrice)
+	receipt, err := g.m.charge(cctx, g.rt, g.req, g.token, g.claims, g.price, g.hasPrice)
 	cancel()
 	if err != nil {
 		g.err = g.m.refusal(ctx, g.rt, g.req, err, g.price, g.hasPrice, g.claims)
@@ -205,6 +205,9 @@ func (m *Middleware) Authorize(ctx context.Context, rt *Route, in Input) (Grant,
 	if err := rt.check(claims); err != nil {
 		return Grant{}, m.refusal(ctx, rt, in.Request, err, kyapay.Amount{}, false, claims)
 	}
+	if m.observing(ctx, slog.LevelDebug) {
+		m.emit(ctx, m.event(EventVerified, rt, in.Request, claims, kyapay.Amount{}, false))
+	}
 	g := Grant{m: m, rt: rt, ctx: kyapay.NewContext(ctx, claims), claims: claims, token: in.Token, req: in.Request}
 	if !rt.needsPay || in.NoCharge {
 		return g, nil
@@ -240,7 +243,7 @@ func (m *Middleware) Authorize(ctx context.Context, rt *Route, in Input) (Grant,
 		return g, nil
 	}
 	cctx, cancel := context.WithTimeout(g.ctx, m.chargeTimeout)
-	receipt, err := m.charge(cctx, in.Token, claims, price, hasPrice)
+	receipt, err := m.charge(cctx, rt, in.Request, in.Token, claims, price, hasPrice)
 	cancel()
 	if err != nil {
 		return Grant{}, m.refusal(ctx, rt, in.Request, err, price, hasPrice, claims)
@@ -313,21 +316,14 @@ func (m *Middleware) refusal(ctx context.Context, rt *Route, r *http.Request, er
 	}
 	ref.Price, ref.HasPrice = price, hasPrice
 	ref.Status = m.policy.Status(ke.Code)
-	if m.log.Enabled(ctx, slog.LevelDebug) {
-		attrs := []slog.Attr{slog.String("code", string(ke.Code))}
-		if name := routeName(rt, r); name != "" {
-			attrs = append(attrs, slog.String("route", clip(name)))
+	if m.observing(ctx, slog.LevelDebug) {
+		e := m.event(EventRefused, rt, r, c, price, hasPrice)
+		e.Code, e.Err = ke.Code, ke.Err
+		m.emit(ctx, e)
+		if ke.Code == kyapay.CodeKeyUnknown {
+			e.Kind = EventKeyUnknown
+			m.emit(ctx, e)
 		}
-		if r != nil {
-			attrs = append(attrs, slog.String("path", clip(r.URL.Path)))
-		}
-		if c != nil {
-			attrs = append(attrs, slog.String("jti", clip(c.ID)), slog.String("sub", clip(c.Subject)))
-		}
-		if ke.Err != nil {
-			attrs = append(attrs, slog.String("cause", clip(ke.Err.Error())))
-		}
-		m.log.LogAttrs(ctx, slog.LevelDebug, "kyapay: refused", attrs...)
 	}
 	return ref
 }

@@ -69,10 +69,17 @@ type Config struct {
 	// expires: balances only fall.) Default: DefaultDeclineMemory (1
 	// minute); negative disables.
 	DeclineMemory time.Duration
-	// Logger receives refusals (Debug), charges (Info) and charge failures
-	// (Warn; Error for unknown outcomes, with the jti to reconcile). It
-	// never receives a token or an API key. Default: discard.
+	// Logger receives the Middleware's events as log lines: refusals and
+	// verifications (Debug), charges (Info), declines and charges not sent
+	// (Warn), unknown outcomes and amount mismatches (Error, with the jti to
+	// reconcile). It never receives a token, an API key or an email, and
+	// every attacker-influenced string is clipped. Default: discard.
 	Logger *slog.Logger
+	// Observer receives the same events as typed values, for metrics and
+	// tracing (see the kyapayprom and kyapayotel modules). It runs
+	// synchronously and must be quick. Default: none, which costs nothing
+	// on the request path.
+	Observer Observer
 	// ChargeTimeout bounds each charge call. In ChargeAfter mode it starts
 	// when the handler returns. Default: DefaultChargeTimeout (15 s).
 	ChargeTimeout time.Duration
@@ -105,6 +112,7 @@ type Middleware struct {
 	signupURL     string
 	charged       func(context.Context, *Charged)
 	declineMemory time.Duration
+	obs           Observer
 	balances      *lru.Cache[tokenKey, balanceEntry] // nil when disabled
 }
 
@@ -143,6 +151,7 @@ func New(cfg Config) (*Middleware, error) {
 		signupURL:     cfg.SignupURL,
 		charged:       cfg.OnCharged,
 		declineMemory: cfg.DeclineMemory,
+		obs:           cfg.Observer,
 	}
 	if m.signupURL == "" {
 		m.signupURL = DefaultSignupURL
@@ -432,8 +441,14 @@ func (m *Middleware) remember(c *kyapay.Claims, update func(*balanceEntry)) {
 // outcome is unknown becomes charge_unknown (never a 402), one that never
 // left becomes charge_unavailable, a balance decline becomes
 // token_depleted, and a confirmed charge of less than the price becomes
-// charge_mismatch.
-func (m *Middleware) charge(ctx context.Context, token string, c *kyapay.Claims, price kyapay.Amount, hasPrice bool) (charge.Receipt, error) {
+// charge_mismatch. Every outcome is reported as an Event.
+func (m *Middleware) charge(ctx context.Context, rt *Route, r *http.Request, token string, c *kyapay.Claims, price kyapay.Amount, hasPrice bool) (charge.Receipt, error) {
+	observe := m.observing(ctx, slog.LevelDebug) || m.log.Enabled(ctx, slog.LevelInfo)
+	var start time.Time
+	if observe {
+		m.emit(ctx, m.event(EventChargeStarted, rt, r, c, price, hasPrice))
+		start = time.Now()
+	}
 	var receipt charge.Receipt
 	var err error
 	if hasPrice {
@@ -452,33 +467,37 @@ func (m *Middleware) charge(ctx context.Context, token string, c *kyapay.Claims,
 				}
 			})
 		}
-		attrs := []slog.Attr{slog.String("jti", clip(c.ID)), slog.String("sub", clip(c.Subject)),
-			slog.String("amount", receipt.AmountCharged.String()),
-			slog.String("remaining", receipt.RemainingBalance.String())}
-		if receipt.Mismatch() {
-			attrs = append(attrs, slog.String("requested", price.String()))
-			if receipt.AmountCharged.Cmp(price) < 0 {
-				m.log.LogAttrs(ctx, slog.LevelError, "kyapay: charged less than the price; content withheld, reconcile this token's charges", attrs...)
-				return receipt, kyapay.NewError(kyapay.CodeChargeMismatch, "", fmt.Errorf("charged %s of %s", receipt.AmountCharged, price))
+		short := receipt.Mismatch() && receipt.AmountCharged.Cmp(price) < 0
+		if observe || receipt.Mismatch() {
+			kind := EventPaid
+			if receipt.Mismatch() {
+				kind = EventMismatch
 			}
-			m.log.LogAttrs(ctx, slog.LevelError, "kyapay: charged more than the price; reconcile this token's charges", attrs...)
-			return receipt, nil
+			e := m.event(kind, rt, r, c, price, hasPrice)
+			e.Amount = receipt.AmountCharged
+			e.Remaining, e.HasRemaining = receipt.RemainingBalance, receipt.HasRemainingBalance
+			if observe {
+				e.Duration = time.Since(start)
+			}
+			if short {
+				e.Code = kyapay.CodeChargeMismatch
+			}
+			m.emit(ctx, e)
 		}
-		m.log.LogAttrs(ctx, slog.LevelInfo, "kyapay: charged", attrs...)
+		if short {
+			return receipt, kyapay.NewError(kyapay.CodeChargeMismatch, "", fmt.Errorf("charged %s of %s", receipt.AmountCharged, price))
+		}
 		return receipt, nil
 	}
 	var ce *charge.Error
 	if !errors.As(err, &ce) {
 		ce = &charge.Error{Outcome: charge.OutcomeUnknown, Err: err}
 	}
-	attrs := []slog.Attr{slog.String("jti", clip(c.ID)), slog.String("sub", clip(c.Subject)),
-		slog.String("outcome", ce.Outcome.String()), slog.String("error", clip(err.Error()))}
-	if hasPrice {
-		attrs = append(attrs, slog.String("amount", price.String()))
-	}
+	var kind EventKind
+	var refusal *kyapay.Error
 	switch ce.Outcome {
 	case charge.OutcomeDeclined:
-		m.log.LogAttrs(ctx, slog.LevelWarn, "kyapay: charge declined", attrs...)
+		kind = EventDeclined
 		switch ce.Reason {
 		case charge.ReasonInsufficientBalance:
 			// Evidence that the balance is gone, but remembered only for
@@ -493,19 +512,43 @@ func (m *Middleware) charge(ctx context.Context, token string, c *kyapay.Claims,
 					e.declinedAt = price
 				}
 			})
-			return receipt, kyapay.NewError(kyapay.CodeTokenDepleted, "", err)
+			refusal = kyapay.NewError(kyapay.CodeTokenDepleted, "", err)
 		case charge.ReasonRateLimited, charge.ReasonNotEligible:
-			return receipt, kyapay.NewError(kyapay.CodeChargeUnavailable, "", err)
+			refusal = kyapay.NewError(kyapay.CodeChargeUnavailable, "", err)
 		case charge.ReasonTokenRejected:
-			return receipt, kyapay.NewError(kyapay.CodeChargeDeclined, "the payment service rejected the token", err)
+			refusal = kyapay.NewError(kyapay.CodeChargeDeclined, "the payment service rejected the token", err)
+		default:
+			refusal = kyapay.NewError(kyapay.CodeChargeDeclined, "", err)
 		}
-		return receipt, kyapay.NewError(kyapay.CodeChargeDeclined, "", err)
 	case charge.OutcomeNotSent:
-		m.log.LogAttrs(ctx, slog.LevelWarn, "kyapay: charge not sent", attrs...)
-		return receipt, kyapay.NewError(kyapay.CodeChargeUnavailable, "", err)
+		kind = EventNotSent
+		refusal = kyapay.NewError(kyapay.CodeChargeUnavailable, "", err)
+	default:
+		kind = EventUnknown
+		refusal = kyapay.NewError(kyapay.CodeChargeUnknown, "", err)
 	}
-	m.log.LogAttrs(ctx, slog.LevelError, "kyapay: charge outcome unknown; reconcile this token's charges", attrs...)
-	return receipt, kyapay.NewError(kyapay.CodeChargeUnknown, "", err)
+	e := m.event(kind, rt, r, c, price, hasPrice)
+	e.Code, e.Err = refusal.Code, err
+	if observe {
+		e.Duration = time.Since(start)
+	}
+	m.emit(ctx, e)
+	return receipt, refusal
+}
+
+// event builds an Event about a verified token on a route.
+func (m *Middleware) event(kind EventKind, rt *Route, r *http.Request, c *kyapay.Claims, price kyapay.Amount, hasPrice bool) Event {
+	e := Event{Kind: kind, Route: routeName(rt, r), Price: price, HasPrice: hasPrice}
+	if rt != nil {
+		e.Timing = rt.timing
+	}
+	if r != nil {
+		e.Path = r.URL.Path
+	}
+	if c != nil {
+		e.TokenType, e.Issuer, e.JTI, e.Subject = c.Type, c.Issuer, c.ID, c.Subject
+	}
+	return e
 }
 
 // Refuse answers an HTTP request with a refusal from [Middleware.Authorize]
