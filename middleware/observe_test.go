@@ -114,4 +114,3 @@ func TestObserverNilAllocatesNothingExtra(t *testing.T) {
 }
 
 var okNoWrite = http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
-
