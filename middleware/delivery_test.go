@@ -495,3 +495,34 @@ func TestRefusalLogsAreClipped(t *testing.T) {
 		t.Errorf("no clipped marker in %q", logs.String())
 	}
 }
+
+func TestServeNextErrorIsNotCharged(t *testing.T) {
+	t.Parallel()
+	e := sellertest.New(t)
+	rt, err := e.Middleware.Route(sellertest.PayAfter())
+	if err != nil {
+		t.Fatal(err)
+	}
+	upstreamDown := errors.New("dial upstream: connection refused")
+	r := httptest.NewRequest(http.MethodGet, "/x", nil)
+	r.Header.Set(kyapay.HeaderName, e.Issuer.Mint(kyapay.TypePay))
+	w := httptest.NewRecorder()
+	got := e.Middleware.Serve(w, r, rt, func(w http.ResponseWriter, r *http.Request) error {
+		io.WriteString(w, "partial")
+		return upstreamDown
+	})
+	if got != upstreamDown {
+		t.Errorf("Serve returned %v; want the next handler's error", got)
+	}
+	if w.Body.Len() != 0 || e.Issuer.ChargeCount() != 0 {
+		t.Errorf("wrote %q and charged %d times; want nothing and 0", w.Body.String(), e.Issuer.ChargeCount())
+	}
+	// Without an error the buffered response is charged and released.
+	w = httptest.NewRecorder()
+	if err := e.Middleware.Serve(w, r, rt, func(w http.ResponseWriter, r *http.Request) error {
+		io.WriteString(w, "content")
+		return nil
+	}); err != nil || w.Body.String() != "content" || e.Issuer.ChargeCount() != 1 {
+		t.Errorf("Serve: %v, %q, %d charges", err, w.Body.String(), e.Issuer.ChargeCount())
+	}
+}

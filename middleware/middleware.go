@@ -281,7 +281,27 @@ type protected struct {
 }
 
 func (p *protected) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	m, rt := p.m, p.rt
+	_ = p.m.Serve(w, r, p.rt, p.serveNext)
+}
+
+func (p *protected) serveNext(w http.ResponseWriter, r *http.Request) error {
+	p.next.ServeHTTP(w, r)
+	return nil
+}
+
+// Serve runs one HTTP request through the gate with rt and, if it is
+// accepted, through next: the logic of [Middleware.Wrap] for front ends
+// whose next handler returns an error (reverse proxies such as Caddy). It
+// returns next's error, or nil when it answered the request itself (a
+// refusal, or the buffered response of a ChargeAfter route).
+//
+// On a ChargeAfter route (and for conditional requests on any paid route)
+// next writes into a buffer. If next returns an error, nothing is charged,
+// nothing is written, and the error is returned for the caller to answer
+// (for example Caddy's 502 when the upstream is down). Otherwise the
+// response is charged only if it delivers content ([Chargeable]) and
+// released only after the charge is confirmed.
+func (m *Middleware) Serve(w http.ResponseWriter, r *http.Request, rt *Route, next func(http.ResponseWriter, *http.Request) error) error {
 	in := Input{Request: r, NoCharge: r.Method == http.MethodHead}
 	in.Token, in.TokenErr = m.extract(r)
 	var g Grant
@@ -295,13 +315,12 @@ func (p *protected) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		m.Refuse(w, r, err)
-		return
+		return nil
 	}
 	if !g.Pending() {
-		p.next.ServeHTTP(w, r.WithContext(g.Context()))
-		return
+		return next(w, r.WithContext(g.Context()))
 	}
-	p.serveChargeAfter(w, r.WithContext(g.Context()), &g)
+	return m.serveChargeAfter(w, r.WithContext(g.Context()), rt, &g, next)
 }
 
 // isConditional reports whether r carries a validator that lets the handler
@@ -321,41 +340,44 @@ func Chargeable(method string, status int) bool {
 		status != http.StatusNoContent && status != http.StatusResetContent
 }
 
-// serveChargeAfter runs the handler into a buffer and charges only if it
+// serveChargeAfter runs next into a buffer and charges only if it
 // delivered content; the buffered response is released only after the
 // charge is confirmed.
-func (p *protected) serveChargeAfter(w http.ResponseWriter, r *http.Request, g *Grant) {
-	m := p.m
+func (m *Middleware) serveChargeAfter(w http.ResponseWriter, r *http.Request, rt *Route, g *Grant, next func(http.ResponseWriter, *http.Request) error) error {
 	bw := newBufferedWriter(m.maxBuffer)
-	p.next.ServeHTTP(bw, r)
+	if err := next(bw, r); err != nil {
+		g.Abandon()
+		return err
+	}
 	status := bw.statusCode()
 	if bw.overflow {
 		g.Abandon()
-		m.Refuse(w, r, m.refusal(r.Context(), p.rt, r, kyapay.NewError(kyapay.CodeInternal, "", errors.New("charge-after response exceeded MaxBufferBytes; not charged")), g.price, g.hasPrice, g.claims))
-		return
+		m.Refuse(w, r, m.refusal(r.Context(), rt, r, kyapay.NewError(kyapay.CodeInternal, "", errors.New("charge-after response exceeded MaxBufferBytes; not charged")), g.price, g.hasPrice, g.claims))
+		return nil
 	}
 	if err := bw.lengthMismatch(); err != nil {
 		// The handler declared a Content-Length its body does not match: the
 		// client would get a truncated or broken response. A failure.
 		g.Abandon()
-		m.Refuse(w, r, m.refusal(r.Context(), p.rt, r, kyapay.NewError(kyapay.CodeInternal, "", err), g.price, g.hasPrice, g.claims))
-		return
+		m.Refuse(w, r, m.refusal(r.Context(), rt, r, kyapay.NewError(kyapay.CodeInternal, "", err), g.price, g.hasPrice, g.claims))
+		return nil
 	}
 	if !Chargeable(r.Method, status) {
 		// No content (204, 304), a redirect, or a failure: deliver it as the
 		// handler wrote it, charge nothing.
 		g.Abandon()
 		bw.copyTo(w)
-		return
+		return nil
 	}
 	if _, err := g.Commit(r.Context()); err != nil {
 		if r.Context().Err() != nil {
-			return // the client is gone: nothing to answer, nothing charged
+			return nil // the client is gone: nothing to answer, nothing charged
 		}
 		m.Refuse(w, r, err)
-		return
+		return nil
 	}
 	bw.copyTo(w)
+	return nil
 }
 
 // extract reads the token from the configured header. More than one header
