@@ -68,17 +68,23 @@ func serve[R any](g *Gate, ctx context.Context, t *tool, req mcp.CallToolRequest
 	}
 	req.Params.Meta = g.cleanMeta(req.Params.Meta)
 
-	// A task runs after mcp-go has answered the tools/call, which ends the
-	// request's context: the gate's own work must not depend on it.
+	// A task runs after mcp-go has answered the tools/call, and mcp-go
+	// ends the context it hands the task with that request: the gate's own
+	// work (verifying, charging) must not depend on it. The handler keeps
+	// mcp-go's context, with the gate's values.
 	gctx := ctx
+	handlerCtx := func(vals context.Context) context.Context { return context.WithValue(vals, gatedKey{}, t.name) }
 	if req.Params.Task != nil {
 		gctx = context.WithoutCancel(ctx)
+		handlerCtx = func(vals context.Context) context.Context {
+			return valuesFrom{Context: ctx, vals: context.WithValue(vals, gatedKey{}, t.name)}
+		}
 	}
 
 	if st != nil && st.grant != nil {
 		// A later round of a ChargeBefore call that mcp-go re-invokes for a
 		// legacy client: the first round paid for the call.
-		res, err := next(context.WithValue(st.grant.Context(), gatedKey{}, t.name), req)
+		res, err := next(handlerCtx(st.grant.Context()), req)
 		if err == nil && ops.complete(res) {
 			res = withReceipt(res, st.grant, ops)
 		}
@@ -93,7 +99,7 @@ func serve[R any](g *Gate, ctx context.Context, t *tool, req mcp.CallToolRequest
 	if st != nil && t.before {
 		st.grant = &grant
 	}
-	res, herr := next(context.WithValue(grant.Context(), gatedKey{}, t.name), req)
+	res, herr := next(handlerCtx(grant.Context()), req)
 	if !grant.Pending() {
 		if herr == nil && ops.complete(res) {
 			res = withReceipt(res, &grant, ops)
@@ -157,3 +163,12 @@ func receiptMeta(meta *mcp.Meta, rc charge.Receipt) *mcp.Meta {
 	c.AdditionalFields[ReceiptMetaKey] = r
 	return c
 }
+
+// valuesFrom is a context with the deadline and cancellation of Context and
+// the values of vals.
+type valuesFrom struct {
+	context.Context
+	vals context.Context
+}
+
+func (v valuesFrom) Value(key any) any { return v.vals.Value(key) }
