@@ -452,6 +452,20 @@ func TestPerToolWrapperGatesOnce(t *testing.T) {
 	}
 }
 
+func TestInstallTwiceGatesOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{extraTools: func(s *server.MCPServer, g *kyapaymcpgo.Gate) { g.Install(s) }})
+	c := e.connect(t)
+	res := e.call(t, c, "quote", call{args: map[string]any{kyapaymcpgo.DefaultArgument: e.Issuer.Mint(kyapay.TypePay)}})
+	if res.IsError || e.Issuer.ChargeCount() != 1 {
+		t.Errorf("got %v %q, ledger %d; want one charge", res.IsError, text(res), e.Issuer.ChargeCount())
+	}
+	props, _ := schemaOf(t, listed(t, c)["quote"])["properties"].(map[string]any)
+	if n := strings.Count(listed(t, c)["quote"].Description, "Paid tool"); n != 1 || props[kyapaymcpgo.DefaultArgument] == nil {
+		t.Errorf("decorated %d times", n)
+	}
+}
+
 func TestContextPriceReadsTheCall(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOpts{cfg: func(c *kyapaymcpgo.Config) {

@@ -38,7 +38,8 @@ func (g *Gate) beforeCall(_ context.Context, _ any, req *mcp.CallToolRequest) {
 	if req == nil {
 		return
 	}
-	if _, ok := g.tools[req.Params.Name]; !ok {
+	if _, ok := g.tools[req.Params.Name]; !ok || stateOf(req.Params.Meta) != nil {
+		// Free, or already taken care of (the gate was installed twice).
 		return
 	}
 	tok, err := g.resolve(req)
