@@ -77,8 +77,9 @@
 //   - For clients older than protocol 2026-07-28, mcp-go resolves a
 //     multi-round-trip call on the server and re-invokes the middleware and
 //     handler once per round. Only the final round is charged; a
-//     ChargeBefore tool is charged in the first round, and the later rounds
-//     of the same call reuse that charge. Newer clients send each round as
+//     ChargeBefore tool is charged in the first round, and with Install the
+//     later rounds of the same call reuse that charge (the per-tool wrapper
+//     alone cannot tell them apart and charges each). Newer clients send each round as
 //     a tools/call of its own: the default timing charges once, on the
 //     final round, while a ChargeBefore tool is charged per round, so keep
 //     tools that ask for input on the default timing.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http/httptest"
 	"sort"
 	"strings"
@@ -201,7 +202,8 @@ func newEnv(t testing.TB, o envOpts) *env {
 	if !o.noInstall {
 		g.Install(s)
 	}
-	srv := httptest.NewServer(server.NewStreamableHTTPServer(s, o.http...))
+	quiet := server.WithStreamableHTTPLogger(slog.New(slog.DiscardHandler))
+	srv := httptest.NewServer(server.NewStreamableHTTPServer(s, append([]server.StreamableHTTPOption{quiet}, o.http...)...))
 	t.Cleanup(srv.Close)
 	return &env{Seller: seller, gate: g, mcp: s, rec: rec, url: srv.URL + "/mcp"}
 }

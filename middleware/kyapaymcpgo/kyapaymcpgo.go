@@ -141,7 +141,11 @@ func New(cfg Config) (*Gate, error) {
 		}
 		t := &tool{name: name, route: rt, before: before[name]}
 		delete(before, name)
-		g.describe(t, base, priceKindOf(req.Price))
+		kind := priceKindOf(req.Price)
+		if _, fixed := rt.FixedPrice(); fixed {
+			kind = kindFixed
+		}
+		g.describe(t, base, kind)
 		g.tools[name] = t
 	}
 	for name := range before {
@@ -318,6 +322,9 @@ const (
 	kindService
 )
 
+// priceKindOf tells a PriceFunc and a ContextPrice apart by their
+// function; should middleware.Price change shape, a PriceFunc is still
+// refused when a call is priced (internal_error), so this fails closed.
 func priceKindOf(p middleware.Price) priceKind {
 	if p.IsZero() {
 		return kindFree
@@ -325,16 +332,13 @@ func priceKindOf(p middleware.Price) priceKind {
 	v := reflect.ValueOf(p)
 	has := func(field string) bool {
 		f := v.FieldByName(field)
-		return f.IsValid() && !f.IsNil()
+		return f.IsValid() && f.Kind() == reflect.Func && !f.IsNil()
 	}
 	switch {
 	case has("fn"):
 		return kindFunc
 	case has("ctxFn"):
 		return kindContext
-	}
-	if f := v.FieldByName("fixed"); f.IsValid() && f.Kind() == reflect.String && f.String() != "" {
-		return kindFixed
 	}
 	return kindService
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -501,7 +502,7 @@ func TestNewRefusesBadConfig(t *testing.T) {
 	for name, cfg := range map[string]kyapaymcpgo.Config{
 		"no middleware": {Tools: map[string]middleware.Requirement{"a": pay}},
 		"price func": {Middleware: e.Middleware, Tools: map[string]middleware.Requirement{
-			"a": middleware.Pay(middleware.PriceFunc(nil))}},
+			"a": middleware.Pay(middleware.PriceFunc(func(*http.Request) (kyapay.Amount, error) { return kyapay.Amount{}, nil }))}},
 		"invalid price":           {Middleware: e.Middleware, Tools: map[string]middleware.Requirement{"a": middleware.Pay(middleware.FixedPrice("x"))}},
 		"charge before unknown":   {Middleware: e.Middleware, Tools: map[string]middleware.Requirement{"a": pay}, ChargeBefore: []string{"b"}},
 		"charge before free":      {Middleware: e.Middleware, Tools: map[string]middleware.Requirement{"a": middleware.Identity()}, ChargeBefore: []string{"a"}},
