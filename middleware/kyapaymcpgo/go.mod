@@ -3,7 +3,7 @@ module github.com/kyapay/kyapay-go/middleware/kyapaymcpgo
 go 1.25.5
 
 require (
-	github.com/kyapay/kyapay-go v0.0.0-00010101000000-000000000000
+	github.com/kyapay/kyapay-go v0.1.0
 	github.com/mark3labs/mcp-go v1.2.1
 )
 
