@@ -150,6 +150,10 @@ type Observer struct {
 	age        metric.Float64ObservableGauge
 	keys       metric.Int64ObservableGauge
 
+	// opts maps an attrKey to its *measureOpts, built once: the attribute
+	// values are bounded (route, token type, outcome, code, issuer), and a
+	// cached option makes a measurement allocate nothing.
+	opts sync.Map
 	// usd maps a usdKey to a *atomic.Int64 sum of micro-dollars.
 	usd     sync.Map
 	pending atomic.Int64
@@ -257,11 +261,11 @@ func (o *Observer) observe(_ context.Context, ob metric.Observer) error {
 func (o *Observer) Observe(ctx context.Context, e middleware.Event) {
 	switch e.Kind {
 	case middleware.EventVerified:
-		o.requests.Add(ctx, 1, metric.WithAttributes(route(e), tokenType(e), AttrOutcome.String("verified")))
+		o.requests.Add(ctx, 1, o.full(e, "verified", "").add...)
 	case middleware.EventRefused:
-		o.requests.Add(ctx, 1, metric.WithAttributes(route(e), tokenType(e), AttrOutcome.String("refused"), AttrCode.String(string(e.Code))))
+		o.requests.Add(ctx, 1, o.full(e, "refused", string(e.Code)).add...)
 	case middleware.EventReplayed:
-		o.requests.Add(ctx, 1, metric.WithAttributes(route(e), tokenType(e), AttrOutcome.String("replayed")))
+		o.requests.Add(ctx, 1, o.full(e, "replayed", "").add...)
 	case middleware.EventPaid, middleware.EventMismatch:
 		o.charge(ctx, e)
 		o.addUSD(e)
@@ -276,7 +280,7 @@ func (o *Observer) Observe(ctx context.Context, e middleware.Event) {
 			outcome = "charged"
 			o.addUSD(e)
 		}
-		o.reconciled.Add(ctx, 1, metric.WithAttributes(route(e), AttrOutcome.String(outcome)))
+		o.reconciled.Add(ctx, 1, o.attrs(attrKey{layout: layoutRouteOutcome, name: e.Route, outcome: outcome}).add...)
 		for {
 			n := o.pending.Load()
 			if n <= 0 || o.pending.CompareAndSwap(n, n-1) {
@@ -285,12 +289,12 @@ func (o *Observer) Observe(ctx context.Context, e middleware.Event) {
 		}
 	case middleware.EventKeysRefreshed:
 		iss := o.issuer(e.Issuer, func(st *issuerState) { st.lastOK, st.keys = o.now(), int64(e.Keys) })
-		o.refreshes.Add(ctx, 1, metric.WithAttributes(AttrIssuer.String(iss), AttrOutcome.String("ok")))
+		o.refreshes.Add(ctx, 1, o.attrs(attrKey{layout: layoutIssuer, name: iss, outcome: "ok"}).add...)
 	case middleware.EventKeysRefreshFailed:
 		iss := o.issuer(e.Issuer, nil)
-		o.refreshes.Add(ctx, 1, metric.WithAttributes(AttrIssuer.String(iss), AttrOutcome.String("error")))
+		o.refreshes.Add(ctx, 1, o.attrs(attrKey{layout: layoutIssuer, name: iss, outcome: "error"}).add...)
 	case middleware.EventKeyUnknown:
-		o.keyUnknown.Add(ctx, 1, metric.WithAttributes(AttrIssuer.String(o.issuer(e.Issuer, nil))))
+		o.keyUnknown.Add(ctx, 1, o.attrs(attrKey{layout: layoutIssuer, name: o.issuer(e.Issuer, nil)}).add...)
 	default:
 		return
 	}
@@ -301,12 +305,12 @@ func (o *Observer) Observe(ctx context.Context, e middleware.Event) {
 
 // spanEventAttrs are the attributes of an event added to a span.
 func spanEventAttrs(e middleware.Event) []attribute.KeyValue {
-	attrs := make([]attribute.KeyValue, 0, 5)
+	attrs := make([]attribute.KeyValue, 0, 4)
 	if e.Route != "" {
 		attrs = append(attrs, AttrRoute.String(e.Route))
 	}
 	if e.TokenType != 0 {
-		attrs = append(attrs, tokenType(e))
+		attrs = append(attrs, AttrTokenType.String(e.TokenType.String()))
 	}
 	if e.Code != "" {
 		attrs = append(attrs, AttrCode.String(string(e.Code)))
@@ -318,16 +322,65 @@ func spanEventAttrs(e middleware.Event) []attribute.KeyValue {
 	return attrs
 }
 
-func route(e middleware.Event) attribute.KeyValue { return AttrRoute.String(e.Route) }
-func tokenType(e middleware.Event) attribute.KeyValue {
-	return AttrTokenType.String(e.TokenType.String())
+// Attribute layouts of the instruments.
+const (
+	// layoutFull: kyapay.route, kyapay.token.type, kyapay.outcome and,
+	// when not empty, kyapay.code.
+	layoutFull uint8 = iota
+	// layoutRouteOutcome: kyapay.route, kyapay.outcome.
+	layoutRouteOutcome
+	// layoutIssuer: kyapay.issuer and, when not empty, kyapay.outcome.
+	layoutIssuer
+)
+
+// attrKey identifies one attribute set: a layout and its values.
+type attrKey struct {
+	layout                         uint8
+	name, tokenType, outcome, code string
+}
+
+// measureOpts are the options that attach one attribute set to a
+// measurement.
+type measureOpts struct {
+	add []metric.AddOption
+	rec []metric.RecordOption
+}
+
+// full returns the layoutFull options for e with outcome and code.
+func (o *Observer) full(e middleware.Event, outcome, code string) *measureOpts {
+	return o.attrs(attrKey{layout: layoutFull, name: e.Route, tokenType: e.TokenType.String(), outcome: outcome, code: code})
+}
+
+// attrs returns the cached options of k, building them the first time.
+func (o *Observer) attrs(k attrKey) *measureOpts {
+	if v, ok := o.opts.Load(k); ok {
+		return v.(*measureOpts)
+	}
+	var kv []attribute.KeyValue
+	switch k.layout {
+	case layoutFull:
+		kv = append(kv, AttrRoute.String(k.name), AttrTokenType.String(k.tokenType), AttrOutcome.String(k.outcome))
+		if k.code != "" {
+			kv = append(kv, AttrCode.String(k.code))
+		}
+	case layoutRouteOutcome:
+		kv = append(kv, AttrRoute.String(k.name), AttrOutcome.String(k.outcome))
+	case layoutIssuer:
+		kv = append(kv, AttrIssuer.String(k.name))
+		if k.outcome != "" {
+			kv = append(kv, AttrOutcome.String(k.outcome))
+		}
+	}
+	opt := metric.WithAttributeSet(attribute.NewSet(kv...))
+	v, _ := o.opts.LoadOrStore(k, &measureOpts{add: []metric.AddOption{opt}, rec: []metric.RecordOption{opt}})
+	return v.(*measureOpts)
 }
 
 // charge records a charge call's end and its duration.
 func (o *Observer) charge(ctx context.Context, e middleware.Event) {
-	outcome := AttrOutcome.String(e.Kind.String())
-	o.charges.Add(ctx, 1, metric.WithAttributes(route(e), tokenType(e), outcome, AttrCode.String(string(e.Code))))
-	o.duration.Record(ctx, e.Duration.Seconds(), metric.WithAttributes(route(e), outcome))
+	outcome := e.Kind.String()
+	o.charges.Add(ctx, 1, o.full(e, outcome, string(e.Code)).add...)
+	o.duration.Record(ctx, e.Duration.Seconds(), o.attrs(attrKey{layout: layoutRouteOutcome, name: e.Route, outcome: outcome}).rec...)
 }
 
 // addUSD adds e.Amount to the exact micro-dollar sum of its route and
