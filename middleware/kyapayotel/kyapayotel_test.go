@@ -105,7 +105,7 @@ func TestMetricsAfterSession(t *testing.T) {
 		"code=token_missing,outcome=refused,route=report,token.type=none":  1,
 	})
 	wantValues(t, points, kyapayotel.MetricCharges, map[string]float64{
-		"outcome=paid,route=report,token.type=pay":                    2,
+		"outcome=paid,route=report,token.type=pay":                          2,
 		"code=charge_mismatch,outcome=mismatch,route=report,token.type=pay": 1,
 		"code=charge_unknown,outcome=unknown,route=report,token.type=pay":   1,
 		"code=token_depleted,outcome=declined,route=report,token.type=pay":  1,
@@ -325,7 +325,7 @@ func TestReconcileAndReplay(t *testing.T) {
 	})
 	wantValues(t, points, kyapayotel.MetricRequests, map[string]float64{"outcome=replayed,route=report,token.type=pay": 1})
 	wantValues(t, points, kyapayotel.MetricCharges, map[string]float64{
-		"outcome=mismatch,route=report,token.type=pay":                   1,
+		"outcome=mismatch,route=report,token.type=pay":                         1,
 		"code=charge_unavailable,outcome=not_sent,route=report,token.type=pay": 1,
 		"code=charge_unknown,outcome=unknown,route=report,token.type=pay":      3,
 	})
