@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -39,9 +40,13 @@ var ErrInvalidConfig = errors.New("charge: invalid config")
 // Config configures a [Client]. Zero fields take the documented defaults;
 // BaseURL and APIKey are required.
 type Config struct {
-	// BaseURL is the API's absolute http or https URL, without query,
-	// fragment or user info; a trailing slash is tolerated. Usually
-	// [ProductionBaseURL] or [SandboxBaseURL]. Required.
+	// BaseURL is the API's absolute https URL, without query, fragment or
+	// user info; a trailing slash is tolerated. Usually [ProductionBaseURL]
+	// or [SandboxBaseURL]. Required.
+	//
+	// Plain http is refused, because the API key would travel unencrypted,
+	// except to a loopback host (localhost, 127.0.0.0/8, ::1), which is
+	// what tests and a local fake API use.
 	BaseURL string
 	// APIKey is the seller agent's API key, sent in the skyfire-api-key
 	// header. Required.
@@ -229,6 +234,10 @@ func validateBaseURL(s string) (string, error) {
 	if u.Host == "" || u.Opaque != "" {
 		return "", fmt.Errorf("%w: BaseURL %q has no host", ErrInvalidConfig, clip(s, 100))
 	}
+	if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
+		return "", fmt.Errorf("%w: BaseURL %q uses plain http:// to a host that is not loopback; the API key would travel unencrypted: use https:// (http:// is allowed only for localhost, 127.0.0.0/8 and ::1)",
+			ErrInvalidConfig, clip(s, 100))
+	}
 	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.ContainsAny(s, "?#") {
 		return "", fmt.Errorf("%w: BaseURL %q must not have a query or fragment", ErrInvalidConfig, clip(s, 100))
 	}
@@ -236,6 +245,21 @@ func validateBaseURL(s string) (string, error) {
 		return "", fmt.Errorf("%w: BaseURL contains spaces or control characters", ErrInvalidConfig)
 	}
 	return strings.TrimRight(s, "/"), nil
+}
+
+// isLoopbackHost reports whether host (without port or brackets) is
+// "localhost" or a loopback IP address (127.0.0.0/8, ::1, or an
+// IPv4-mapped 127.x address). Other names, even ones that resolve to a
+// loopback address, are not trusted: resolution can change.
+func isLoopbackHost(host string) bool {
+	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
+		return true
+	}
+	if i := strings.IndexByte(host, '%'); i >= 0 { // IPv6 zone
+		host = host[:i]
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }
 
 // validHeaderValue reports whether s is visible ASCII, spaces and tabs
