@@ -40,7 +40,11 @@ type Introspection struct {
 	// HasRemainingBalance reports whether the answer carried
 	// remainingBalance (the field name is not documented by Skyfire).
 	HasRemainingBalance bool
-	// Raw is the whole JSON answer, for fields this package does not model.
+	// Raw is the whole JSON answer, for fields this package does not
+	// model, scrubbed like errors are: any string (or number) that holds
+	// the token, the API key or a piece of 16 characters of either reads
+	// "[REDACTED]". When something was scrubbed, Raw is re-encoded
+	// (object keys sorted); otherwise it is the answer as received.
 	Raw json.RawMessage
 }
 

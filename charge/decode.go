@@ -103,7 +103,11 @@ func decodeIntrospection(body []byte, sc scrubber) (Introspection, error) {
 	if b.IsValid == nil {
 		return Introspection{}, errors.New("response has no isValid")
 	}
-	in := Introspection{IsValid: *b.IsValid, Raw: json.RawMessage(body)}
+	raw, err := sc.scrubJSON(body)
+	if err != nil {
+		return Introspection{}, err
+	}
+	in := Introspection{IsValid: *b.IsValid, Raw: json.RawMessage(raw)}
 	if v := b.ValidationError; len(v) > 0 && string(v) != "null" {
 		s := flexString(v)
 		if s == "" && v[0] != '"' {

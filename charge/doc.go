@@ -52,8 +52,13 @@
 // # Secrets
 //
 // [APIKey] prints as "[REDACTED]" through fmt, log/slog and encoding/json.
-// Errors never contain the token or the key: upstream text is scrubbed of
-// both (and of anything JWT-shaped) and clipped.
+// Errors never contain the token or the key: upstream text is scrubbed and
+// clipped before it is put in an [Error]. Scrubbing removes every
+// occurrence of the token and the key, anything JWT-shaped, and every run
+// of base64 characters (with dots) that shares 16 or more consecutive
+// characters with the token or the key, so a token echoed wrapped at 64
+// columns, split at spaces or reduced to its signature is removed too.
+// [Introspection.Raw] is scrubbed the same way and stays valid JSON.
 //
 // # Money
 //

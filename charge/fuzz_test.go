@@ -1,6 +1,8 @@
 package charge
 
 import (
+	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -42,8 +44,18 @@ func FuzzDecodeResponse(f *testing.F) {
 		}
 		sc := scrubber{token: testToken, key: testKey}
 		if in, err := decodeIntrospection(body, sc); err == nil {
-			if string(in.Raw) != string(body) {
-				t.Fatal("Raw differs from the body")
+			if leakedPiece(string(body), testToken, testKey) == "" && !strings.Contains(string(body), `\`) &&
+				!strings.Contains(string(body), testKey[:secretProbe]) && !strings.Contains(string(body), testToken[:secretProbe]) &&
+				!strings.Contains(string(body), "eyJ") && string(in.Raw) != string(body) {
+				t.Fatalf("Raw %s differs from the body %s with nothing to scrub", in.Raw, body)
+			}
+			if !json.Valid(in.Raw) {
+				t.Fatalf("Raw %s is not valid JSON", in.Raw)
+			}
+			var v any
+			_ = json.Unmarshal(in.Raw, &v)
+			if p := leakedPiece(string(in.Raw)+fmt.Sprint(v), testToken, testKey); p != "" {
+				t.Fatalf("Raw %s leaks %q", in.Raw, p)
 			}
 			checkClean(t, "validationError", in.ValidationError, maxMessageLen)
 		}
@@ -108,4 +120,45 @@ func checkNoSecret(t *testing.T, s string) {
 		strings.Contains(s, testToken[:secretProbe]) || strings.Contains(s, testKey[:secretProbe]) {
 		t.Fatalf("secret in %q", s)
 	}
+	if p := leakedPiece(s, testToken, testKey); p != "" {
+		t.Fatalf("piece %q of a secret in %q", p, s)
+	}
+}
+
+// FuzzScrub quotes a piece of the token or the key, cut into lines or
+// words of any width with any separator, between any two texts, and checks
+// that no piece of 16 bytes or more of either survives the scrubber, in
+// clean's output and in an Error built from it.
+func FuzzScrub(f *testing.F) {
+	sigAt := uint16(strings.LastIndexByte(longToken, '.') + 1)
+	f.Add("charge failed: ", " timeout", false, uint16(0), uint16(2000), uint8(64), "\n")
+	f.Add("", "", false, sigAt, uint16(2000), uint8(0), "")
+	f.Add("token=", ".", false, uint16(3), uint16(500), uint8(20), " ")
+	f.Add("x", "y", true, uint16(5), uint16(30), uint8(16), "\t")
+	f.Add("eyJ", "eyJ", false, sigAt-9, uint16(18), uint8(0), "")
+	f.Fuzz(func(t *testing.T, before, after string, useKey bool, start, length uint16, width uint8, sep string) {
+		secret := longToken
+		if useKey {
+			secret = testKey
+		}
+		i := int(start) % len(secret)
+		j := min(len(secret), i+int(length))
+		piece := secret[i:j]
+		if width > 0 {
+			piece = wrapAt(piece, int(width), sep)
+		}
+		text := before + piece + after
+		sc := scrubber{token: longToken, key: testKey}
+		out := sc.clean(text, 1<<20)
+		if p := leakedPiece(out, longToken, testKey); p != "" {
+			t.Fatalf("clean(%q) = %q leaks %q", text, out, p)
+		}
+		e := &Error{Op: "charge", Outcome: OutcomeDeclined, Status: 402, Code: sc.clean(before, maxCodeLen),
+			Message: sc.clean(text, maxMessageLen), Details: map[string]string{sc.clean(after, maxDetailLen): sc.clean(text, maxDetailLen)}}
+		for _, s := range []string{e.Error(), e.GoString()} {
+			if p := leakedPiece(s, longToken, testKey); p != "" {
+				t.Fatalf("error %q leaks %q", s, p)
+			}
+		}
+	})
 }
