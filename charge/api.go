@@ -246,7 +246,7 @@ func (c *Client) check(op string, res response, sc scrubber) *Error {
 		default:
 			e.Code, e.Message, e.Details = decodeError(res.body, sc)
 		}
-		e.Outcome, e.Reason = classifyStatus(res.status, e.Code)
+		e.Outcome, e.Reason = classifyStatus(res.status, e.Code, e.Message)
 		return e
 	}
 	switch {

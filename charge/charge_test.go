@@ -224,10 +224,14 @@ func TestErrorClassification(t *testing.T) {
 		{"402 PAYMENT_ERROR", 402, `{"code":"PAYMENT_ERROR","message":"Charge amount exceeds token value"}`,
 			OutcomeDeclined, ReasonInsufficientBalance, "PAYMENT_ERROR", "Charge amount exceeds token value", nil, true},
 		{"400 PAYMENT_DECLINED", 400, `{"code":"PAYMENT_DECLINED","message":"declined"}`,
-			OutcomeDeclined, ReasonInsufficientBalance, "PAYMENT_DECLINED", "declined", nil, true},
+			OutcomeDeclined, ReasonPaymentFailed, "PAYMENT_DECLINED", "declined", nil, false},
 		{"PAYMENT_ERROR on 401 code wins", 401, `{"code":"PAYMENT_ERROR","message":"m"}`,
-			OutcomeDeclined, ReasonInsufficientBalance, "PAYMENT_ERROR", "m", nil, true},
-		{"bare 402", 402, ``, OutcomeDeclined, ReasonInsufficientBalance, "", "", nil, true},
+			OutcomeDeclined, ReasonPaymentFailed, "PAYMENT_ERROR", "m", nil, false},
+		{"402 PAYMENT_ERROR network timeout", 402, `{"code":"PAYMENT_ERROR","message":"Payment could not be completed: network timeout"}`,
+			OutcomeDeclined, ReasonPaymentFailed, "PAYMENT_ERROR", "Payment could not be completed: network timeout", nil, false},
+		{"402 PAYMENT_ERROR remaining balance", 402, `{"code":"PAYMENT_ERROR","message":"charge amount 0.02 exceeds the remaining balance 0.01"}`,
+			OutcomeDeclined, ReasonInsufficientBalance, "PAYMENT_ERROR", "charge amount 0.02 exceeds the remaining balance 0.01", nil, true},
+		{"bare 402", 402, ``, OutcomeDeclined, ReasonPaymentFailed, "", "", nil, false},
 		{"402 plain text", 402, "ERROR: The given pay token is depleted.\n",
 			OutcomeDeclined, ReasonInsufficientBalance, "", "ERROR: The given pay token is depleted.", nil, true},
 		{"401 NOT_AUTHORIZED", 401, `{"code":"NOT_AUTHORIZED","message":"Invalid token"}`,
@@ -375,8 +379,8 @@ func TestBodyTooLarge(t *testing.T) {
 	}{
 		{"2xx with length", 200, false, OutcomeUnknown, ReasonBadResponse},
 		{"2xx chunked", 200, true, OutcomeUnknown, ReasonBadResponse},
-		{"402 with length", 402, false, OutcomeDeclined, ReasonInsufficientBalance},
-		{"402 chunked", 402, true, OutcomeDeclined, ReasonInsufficientBalance},
+		{"402 with length", 402, false, OutcomeDeclined, ReasonPaymentFailed},
+		{"402 chunked", 402, true, OutcomeDeclined, ReasonPaymentFailed},
 		{"500 chunked", 500, true, OutcomeUnknown, ReasonServer},
 	}
 	for _, tt := range tests {

@@ -42,12 +42,29 @@
 //
 // Non-2xx answers carry Skyfire's envelope
 // {"code":"...","message":"...","details":{...}}. 4xx is OutcomeDeclined
-// with Reason from the code (or, without a known code, the status):
-// PAYMENT_ERROR, PAYMENT_DECLINED, 402 → insufficient balance;
-// NOT_AUTHORIZED, FORBIDDEN, 401, 403 → token rejected; BAD_REQUEST,
-// VALIDATION_ERROR, NOT_FOUND, 400, 404, 422 → invalid request;
-// NOT_ELIGIBLE, 409 → not eligible; 429 → rate limited. 5xx, 1xx and 3xx
-// are OutcomeUnknown.
+// (nothing was charged) with a Reason from the code or, without a known
+// code, the status; 5xx, 1xx and 3xx are OutcomeUnknown:
+//
+//	code (status)                              Reason
+//	INSUFFICIENT_BALANCE, INSUFFICIENT_FUNDS,  insufficient_balance
+//	  TOKEN_DEPLETED
+//	PAYMENT_ERROR (402), PAYMENT_DECLINED      insufficient_balance when the message names the
+//	  (400), or 402 without a code               balance ("balance", "insufficient", "exceeds",
+//	                                             "depleted", "exhausted", "not enough", "funds")
+//	                                             and no transient failure; otherwise
+//	                                             payment_failed (for example "network timeout",
+//	                                             "payment could not be completed")
+//	NOT_AUTHORIZED, UNAUTHORIZED (401),        token_rejected
+//	  FORBIDDEN (403)
+//	BAD_REQUEST (400), VALIDATION_ERROR (422), invalid_request
+//	  NOT_FOUND (404)
+//	NOT_ELIGIBLE (409)                         not_eligible
+//	any code with 429, RATE_LIMITED            rate_limited
+//
+// Skyfire documents no code that tells a spent token from other payment
+// failures, so the message decides. Only [ReasonInsufficientBalance] is
+// evidence that the token cannot pay this amount (remember it as spent);
+// [ReasonPaymentFailed] may be transient (do not).
 //
 // # Secrets
 //

@@ -61,9 +61,14 @@ type Reason uint8
 const (
 	// ReasonOther: a 4xx status with no more specific meaning.
 	ReasonOther Reason = iota
-	// ReasonInsufficientBalance: code PAYMENT_ERROR or PAYMENT_DECLINED
-	// (also INSUFFICIENT_BALANCE, INSUFFICIENT_FUNDS), or HTTP 402 — the
-	// token's balance does not cover the charge.
+	// ReasonInsufficientBalance: the API said that the token's balance
+	// does not cover the charge: code INSUFFICIENT_BALANCE,
+	// INSUFFICIENT_FUNDS or TOKEN_DEPLETED, or code PAYMENT_ERROR or
+	// PAYMENT_DECLINED (or HTTP 402 without a code) whose message names
+	// the balance ("balance", "insufficient", "exceeds", "depleted",
+	// "exhausted", "not enough", "funds") and no transient failure. This
+	// is evidence that the token cannot pay this amount; see
+	// [ReasonPaymentFailed] for the other 402s.
 	ReasonInsufficientBalance
 	// ReasonTokenRejected: code NOT_AUTHORIZED, UNAUTHORIZED or FORBIDDEN, or
 	// HTTP 401/403 —
@@ -89,6 +94,16 @@ const (
 	// or cannot be parsed, or with an unexpected 1xx/3xx status; also
 	// pagination that would not end ([Client.AllTokenCharges]).
 	ReasonBadResponse
+	// ReasonPaymentFailed: a payment decline that gives no evidence about
+	// the balance: code PAYMENT_ERROR or PAYMENT_DECLINED, or HTTP 402
+	// without a code, whose message does not name the balance or names a
+	// transient failure ("timeout", "timed out", "temporarily",
+	// "unavailable", "try again", "retry", "network", "connection").
+	// Skyfire documents PAYMENT_ERROR as "payment is required or could not
+	// be completed". Nothing was charged, and the token's balance may be
+	// intact: do not remember the token as spent; a later charge may
+	// succeed.
+	ReasonPaymentFailed
 )
 
 var reasonNames = [...]string{
@@ -101,6 +116,7 @@ var reasonNames = [...]string{
 	ReasonServer:              "server_error",
 	ReasonTransport:           "transport",
 	ReasonBadResponse:         "bad_response",
+	ReasonPaymentFailed:       "payment_failed",
 }
 
 // String returns a stable snake_case name such as "insufficient_balance".
@@ -274,14 +290,17 @@ func ReasonOf(err error) Reason {
 }
 
 // reasonForStatus classifies a 4xx answer. The envelope code wins over the
-// status, except that 429 always means rate limiting.
-func reasonForStatus(status int, code string) Reason {
+// status, except that 429 always means rate limiting. A payment decline is
+// told apart by its message (see [paymentReason]).
+func reasonForStatus(status int, code, message string) Reason {
 	if status == 429 {
 		return ReasonRateLimited
 	}
 	switch strings.ToUpper(code) {
-	case "PAYMENT_ERROR", "PAYMENT_DECLINED", "INSUFFICIENT_BALANCE", "INSUFFICIENT_FUNDS":
+	case "INSUFFICIENT_BALANCE", "INSUFFICIENT_FUNDS", "TOKEN_DEPLETED":
 		return ReasonInsufficientBalance
+	case "PAYMENT_ERROR", "PAYMENT_DECLINED":
+		return paymentReason(message)
 	case "NOT_AUTHORIZED", "UNAUTHORIZED", "FORBIDDEN":
 		return ReasonTokenRejected
 	case "BAD_REQUEST", "VALIDATION_ERROR", "NOT_FOUND":
@@ -293,7 +312,7 @@ func reasonForStatus(status int, code string) Reason {
 	}
 	switch status {
 	case 402:
-		return ReasonInsufficientBalance
+		return paymentReason(message)
 	case 401, 403:
 		return ReasonTokenRejected
 	case 400, 404, 422:
@@ -304,11 +323,40 @@ func reasonForStatus(status int, code string) Reason {
 	return ReasonOther
 }
 
+// Words that make a payment decline's message evidence of a transient
+// failure, or of the balance. Transient words win: "timeout while reading
+// the balance" says nothing about the balance.
+var (
+	transientWords = []string{"timeout", "timed out", "time out", "temporar", "unavailable",
+		"try again", "retry", "network", "connection"}
+	balanceWords = []string{"balance", "insufficient", "exceed", "depleted", "exhausted",
+		"not enough", "funds"}
+)
+
+// paymentReason classifies a payment decline (PAYMENT_ERROR,
+// PAYMENT_DECLINED, 402) by its message: [ReasonInsufficientBalance] only
+// when the message names the balance and no transient failure, otherwise
+// [ReasonPaymentFailed].
+func paymentReason(message string) Reason {
+	m := strings.ToLower(message)
+	for _, w := range transientWords {
+		if strings.Contains(m, w) {
+			return ReasonPaymentFailed
+		}
+	}
+	for _, w := range balanceWords {
+		if strings.Contains(m, w) {
+			return ReasonInsufficientBalance
+		}
+	}
+	return ReasonPaymentFailed
+}
+
 // classifyStatus maps a non-2xx HTTP status to an outcome and reason.
-func classifyStatus(status int, code string) (Outcome, Reason) {
+func classifyStatus(status int, code, message string) (Outcome, Reason) {
 	switch {
 	case status >= 400 && status < 500:
-		return OutcomeDeclined, reasonForStatus(status, code)
+		return OutcomeDeclined, reasonForStatus(status, code, message)
 	case status >= 500:
 		return OutcomeUnknown, ReasonServer
 	default: // 1xx, 3xx (redirects are not followed)

@@ -98,7 +98,7 @@ func TestStrings(t *testing.T) {
 			t.Errorf("Outcome(%d).String() = %q; want %q", o, got, want)
 		}
 	}
-	for r := ReasonOther; r <= ReasonBadResponse; r++ {
+	for r := ReasonOther; r <= ReasonPaymentFailed; r++ {
 		if s := r.String(); s == "" || strings.HasPrefix(s, "reason(") {
 			t.Errorf("Reason(%d).String() = %q", r, s)
 		}
@@ -113,34 +113,52 @@ func TestClassifyStatus(t *testing.T) {
 	tests := []struct {
 		status  int
 		code    string
+		message string
 		outcome Outcome
 		reason  Reason
 	}{
-		{100, "", OutcomeUnknown, ReasonBadResponse},
-		{301, "", OutcomeUnknown, ReasonBadResponse},
-		{308, "PAYMENT_ERROR", OutcomeUnknown, ReasonBadResponse},
-		{400, "", OutcomeDeclined, ReasonInvalidRequest},
-		{400, "payment_declined", OutcomeDeclined, ReasonInsufficientBalance},
-		{401, "", OutcomeDeclined, ReasonTokenRejected},
-		{402, "", OutcomeDeclined, ReasonInsufficientBalance},
-		{402, "NOT_AUTHORIZED", OutcomeDeclined, ReasonTokenRejected},
-		{403, "", OutcomeDeclined, ReasonTokenRejected},
-		{404, "", OutcomeDeclined, ReasonInvalidRequest},
-		{405, "", OutcomeDeclined, ReasonOther},
-		{409, "", OutcomeDeclined, ReasonNotEligible},
-		{409, "NOT_ELIGIBLE", OutcomeDeclined, ReasonNotEligible},
-		{422, "", OutcomeDeclined, ReasonInvalidRequest},
-		{429, "PAYMENT_ERROR", OutcomeDeclined, ReasonRateLimited},
-		{499, "", OutcomeDeclined, ReasonOther},
-		{500, "", OutcomeUnknown, ReasonServer},
-		{503, "NOT_AUTHORIZED", OutcomeUnknown, ReasonServer},
-		{599, "", OutcomeUnknown, ReasonServer},
-		{600, "", OutcomeUnknown, ReasonServer},
+		{100, "", "", OutcomeUnknown, ReasonBadResponse},
+		{301, "", "", OutcomeUnknown, ReasonBadResponse},
+		{308, "PAYMENT_ERROR", "", OutcomeUnknown, ReasonBadResponse},
+		{400, "", "", OutcomeDeclined, ReasonInvalidRequest},
+		{400, "payment_declined", "", OutcomeDeclined, ReasonPaymentFailed},
+		{400, "payment_declined", "Insufficient funds", OutcomeDeclined, ReasonInsufficientBalance},
+		{400, "INSUFFICIENT_FUNDS", "", OutcomeDeclined, ReasonInsufficientBalance},
+		{402, "INSUFFICIENT_BALANCE", "network timeout", OutcomeDeclined, ReasonInsufficientBalance},
+		{402, "TOKEN_DEPLETED", "", OutcomeDeclined, ReasonInsufficientBalance},
+		{401, "", "", OutcomeDeclined, ReasonTokenRejected},
+		{402, "", "", OutcomeDeclined, ReasonPaymentFailed},
+		{402, "", "Charge amount exceeds token value", OutcomeDeclined, ReasonInsufficientBalance},
+		{402, "PAYMENT_ERROR", "Charge amount exceeds token value", OutcomeDeclined, ReasonInsufficientBalance},
+		{402, "PAYMENT_ERROR", "charge amount 5 exceeds the remaining balance 1", OutcomeDeclined, ReasonInsufficientBalance},
+		{402, "PAYMENT_ERROR", "The balance on the given 'pay' token is not enough.", OutcomeDeclined, ReasonInsufficientBalance},
+		{402, "", "ERROR: The given pay token is depleted.", OutcomeDeclined, ReasonInsufficientBalance},
+		{402, "PAYMENT_ERROR", "Token balance exhausted", OutcomeDeclined, ReasonInsufficientBalance},
+		{402, "PAYMENT_ERROR", "payment is required or could not be completed", OutcomeDeclined, ReasonPaymentFailed},
+		{402, "PAYMENT_ERROR", "network timeout", OutcomeDeclined, ReasonPaymentFailed},
+		{402, "PAYMENT_ERROR", "Payment provider timed out", OutcomeDeclined, ReasonPaymentFailed},
+		{402, "PAYMENT_ERROR", "Request timeout while checking the balance", OutcomeDeclined, ReasonPaymentFailed},
+		{402, "PAYMENT_ERROR", "settlement network temporarily unavailable, try again", OutcomeDeclined, ReasonPaymentFailed},
+		{402, "payment_error", "upstream connection reset", OutcomeDeclined, ReasonPaymentFailed},
+		{402, "PAYMENT_ERROR", "", OutcomeDeclined, ReasonPaymentFailed},
+		{402, "NOT_AUTHORIZED", "", OutcomeDeclined, ReasonTokenRejected},
+		{403, "", "", OutcomeDeclined, ReasonTokenRejected},
+		{404, "", "", OutcomeDeclined, ReasonInvalidRequest},
+		{405, "", "", OutcomeDeclined, ReasonOther},
+		{409, "", "", OutcomeDeclined, ReasonNotEligible},
+		{409, "NOT_ELIGIBLE", "", OutcomeDeclined, ReasonNotEligible},
+		{422, "", "", OutcomeDeclined, ReasonInvalidRequest},
+		{429, "PAYMENT_ERROR", "", OutcomeDeclined, ReasonRateLimited},
+		{499, "", "", OutcomeDeclined, ReasonOther},
+		{500, "", "", OutcomeUnknown, ReasonServer},
+		{503, "NOT_AUTHORIZED", "", OutcomeUnknown, ReasonServer},
+		{599, "", "", OutcomeUnknown, ReasonServer},
+		{600, "", "", OutcomeUnknown, ReasonServer},
 	}
 	for _, tt := range tests {
-		o, r := classifyStatus(tt.status, tt.code)
+		o, r := classifyStatus(tt.status, tt.code, tt.message)
 		if o != tt.outcome || r != tt.reason {
-			t.Errorf("classifyStatus(%d, %q) = %v, %v; want %v, %v", tt.status, tt.code, o, r, tt.outcome, tt.reason)
+			t.Errorf("classifyStatus(%d, %q, %q) = %v, %v; want %v, %v", tt.status, tt.code, tt.message, o, r, tt.outcome, tt.reason)
 		}
 	}
 }
