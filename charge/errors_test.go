@@ -162,3 +162,36 @@ func TestClassifyStatus(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeReceiptFastPath checks that the answers Skyfire documents take
+// the reflection-free path, and that it gives what encoding/json gives.
+func TestDecodeReceiptFastPath(t *testing.T) {
+	t.Parallel()
+	for _, body := range []string{
+		`{"amountCharged":"0.01","remainingBalance":"4.99"}`,
+		`{"amountCharged":"0.01","remainingBalance":"4.99","transactionId":"tx_0123456789"}`,
+		"{\n  \"amountCharged\": \"0.010000\",\n  \"remainingBalance\": \"0\"\n}\n",
+		`{"transactionId":null,"amountCharged":"5"}`,
+	} {
+		fast, ok := decodeReceiptFast([]byte(body))
+		if !ok {
+			t.Errorf("%s: fast path gave up", body)
+			continue
+		}
+		slow, err := decodeReceiptSlow([]byte(body))
+		if err != nil || fast != slow {
+			t.Errorf("%s: fast %+v; encoding/json %+v, %v", body, fast, slow, err)
+		}
+	}
+	for _, body := range []string{
+		`{"amountCharged":0.01}`,                       // a number: encoding/json decides
+		`{"amountCharged":"0.01","AMOUNTCHARGED":"1"}`, // case-folded duplicate
+		`{"amountCharged":"0.01","note":"caf\u00e9"}`,  // an escape
+		`{"amountCharged":"0.01","n":{"x":1}}`,         // a nested value
+		`{"remainingBalance":"1"}`,                     // no amountCharged
+	} {
+		if _, ok := decodeReceiptFast([]byte(body)); ok {
+			t.Errorf("%s: fast path did not give up", body)
+		}
+	}
+}

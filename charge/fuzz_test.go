@@ -69,6 +69,38 @@ func FuzzDecodeResponse(f *testing.F) {
 	})
 }
 
+// FuzzDecodeReceiptFast checks that the reflection-free receipt decoder
+// agrees with encoding/json whenever it does not give up.
+func FuzzDecodeReceiptFast(f *testing.F) {
+	for _, s := range fuzzSeeds {
+		f.Add([]byte(s))
+	}
+	for _, s := range []string{
+		` { "amountCharged" : "0.01" , "remainingBalance":null,"transactionId":"t"} `,
+		`{"amountCharged":"1","amountCharged":null}`,
+		`{"amountCharged":"1","AmountCharged":"2"}`,
+		`{"x":"y","amountCharged":"2","transactionId":null}`,
+		`{"amountCharged":"1"}x`,
+		`{"amountCharged":"1",}`,
+		`{"amountCharged":"0.0000001"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		fast, ok := decodeReceiptFast(body)
+		if !ok {
+			return
+		}
+		slow, err := decodeReceiptSlow(body)
+		if err != nil {
+			t.Fatalf("fast path accepted %q, encoding/json refused it: %v", body, err)
+		}
+		if fast != slow {
+			t.Fatalf("decoding %q: fast %+v, encoding/json %+v", body, fast, slow)
+		}
+	})
+}
+
 // FuzzDecodeError runs the error-envelope decoder on arbitrary bodies. It
 // must never panic, and its output must be clipped, printable, and free of
 // the token and key.
