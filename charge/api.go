@@ -3,7 +3,6 @@ package charge
 import (
 	"context"
 	"encoding/json"
-	"net/http"
 	"net/url"
 	"strconv"
 	"time"
@@ -102,14 +101,13 @@ func (c *Client) charge(ctx context.Context, token string, amount *kyapay.Amount
 	body = appendJSONString(body, token)
 	if amount != nil {
 		body = append(body, `,"chargeAmount":"`...)
-		text, _ := amount.MarshalText()
-		body = append(body, text...)
+		body = appendAmount(body, *amount)
 		body = append(body, '"')
 	}
 	body = append(body, '}')
 
 	sc := c.scrubber(token)
-	res, cerr := c.call(ctx, op, http.MethodPost, c.chargeURL, body)
+	res, cerr := c.call(ctx, op, c.chargeReq, "", body)
 	if cerr != nil {
 		return Receipt{}, cerr
 	}
@@ -137,7 +135,7 @@ func (c *Client) Introspect(ctx context.Context, token string) (Introspection, e
 	body = append(body, '}')
 
 	sc := c.scrubber(token)
-	res, cerr := c.call(ctx, op, http.MethodPost, c.introspectURL, body)
+	res, cerr := c.call(ctx, op, c.introspectReq, "", body)
 	if cerr != nil {
 		return Introspection{}, cerr
 	}
@@ -182,7 +180,7 @@ func (c *Client) TokenCharges(ctx context.Context, jti string, pageCursor string
 		target += "?" + q.Encode()
 	}
 	sc := c.scrubber("")
-	res, cerr := c.call(ctx, op, http.MethodGet, target, nil)
+	res, cerr := c.call(ctx, op, nil, target, nil)
 	if cerr != nil {
 		return ChargesPage{}, cerr
 	}
@@ -279,6 +277,29 @@ func checkToken(op, token string) *Error {
 
 func (c *Client) scrubber(token string) scrubber {
 	return scrubber{token: token, key: c.secret().key}
+}
+
+// appendAmount appends a in the form of [kyapay.Amount.String] (the
+// shortest exact decimal), without the allocation of String.
+func appendAmount(b []byte, a kyapay.Amount) []byte {
+	const unit = 1_000_000
+	m := a.Micros()
+	b = strconv.AppendInt(b, m/unit, 10)
+	frac := m % unit
+	if frac == 0 {
+		return b
+	}
+	var digits [kyapay.AmountDecimals]byte
+	for i := len(digits) - 1; i >= 0; i-- {
+		digits[i] = byte('0' + frac%10)
+		frac /= 10
+	}
+	n := len(digits)
+	for digits[n-1] == '0' {
+		n--
+	}
+	b = append(b, '.')
+	return append(b, digits[:n]...)
 }
 
 // appendJSONString appends s as a JSON string. KYAPay tokens are plain

@@ -366,8 +366,8 @@ func TestNewDefaults(t *testing.T) {
 	if c.backoff(1) != 50*time.Millisecond || c.backoff(2) != 100*time.Millisecond {
 		t.Errorf("got default backoff %v, %v", c.backoff(1), c.backoff(2))
 	}
-	if c.secret().userAgent[0] != DefaultUserAgent {
-		t.Errorf("got user agent %q", c.secret().userAgent[0])
+	if c.secret().userAgent != DefaultUserAgent {
+		t.Errorf("got user agent %q", c.secret().userAgent)
 	}
 	tr, ok := c.hc.Transport.(*http.Transport)
 	if !ok || tr.MaxIdleConnsPerHost < 16 {

@@ -53,8 +53,10 @@ type Config struct {
 	APIKey APIKey
 	// HTTPClient sends the requests. Default: a client dedicated to this
 	// Client with a keep-alive Transport (64 idle connections per host).
-	// A given client is copied and redirects are disabled on the copy, so
-	// the API key is never sent to another host.
+	// Only the client's Transport and Timeout are used: the Transport is
+	// called directly (redirects are never followed, so the API key is
+	// never sent to another host, and no cookie jar is consulted), and a
+	// Timeout shorter than the Timeout below replaces it.
 	//
 	// Retries on OutcomeNotSent rely on the Transport reporting
 	// net/http/httptrace events (GetConn, GotConn), as *http.Transport
@@ -104,6 +106,19 @@ type Client struct {
 	introspectURL string
 	tokensURL     string // base + "/api/v1/tokens/"
 	hc            *http.Client
+	// rt is hc's Transport (or http.DefaultTransport), called directly:
+	// the API is never redirected to and takes no cookies, so
+	// http.Client's redirect, cookie and header-copying work is skipped.
+	rt http.RoundTripper
+	// sharedHeaders reports whether rt is known never to modify a
+	// request's Header (*http.Transport), so that one read-only header map
+	// per key can be shared by every request. Any other RoundTripper gets
+	// a fresh copy per request, in case it breaks that rule.
+	sharedHeaders bool
+	// chargeReq and introspectReq are templates of the POST requests,
+	// copied by WithContext for each attempt; never modified.
+	chargeReq     *http.Request
+	introspectReq *http.Request
 	timeout       time.Duration
 	maxBody       int64
 	maxRetries    int
@@ -116,15 +131,31 @@ type Client struct {
 
 type clientSecret struct {
 	key       string
-	keyHeader []string // shared, read-only
-	userAgent []string
+	userAgent string
+	// postHeader and getHeader are the complete request headers, built
+	// once per key and never modified after.
+	postHeader http.Header
+	getHeader  http.Header
 }
 
-// Shared, read-only header values.
-var (
-	jsonContentType = []string{"application/json"}
-	jsonAccept      = []string{"application/json"}
-)
+// newClientSecret returns the secret for key, with its request headers.
+func newClientSecret(key, userAgent string) *clientSecret {
+	return &clientSecret{
+		key:       key,
+		userAgent: userAgent,
+		postHeader: http.Header{
+			"Skyfire-Api-Key": {key},
+			"User-Agent":      {userAgent},
+			"Accept":          {"application/json"},
+			"Content-Type":    {"application/json"},
+		},
+		getHeader: http.Header{
+			"Skyfire-Api-Key": {key},
+			"User-Agent":      {userAgent},
+			"Accept":          {"application/json"},
+		},
+	}
+}
 
 // New validates cfg, applies defaults and returns a Client. An invalid
 // config gives an error wrapping [ErrInvalidConfig] that names the field;
@@ -164,7 +195,7 @@ func New(cfg Config) (*Client, error) {
 		maxRetries:    cfg.MaxRetries,
 		backoff:       cfg.RetryBackoff,
 	}
-	sec := &clientSecret{key: key, keyHeader: []string{key}, userAgent: []string{ua}}
+	sec := newClientSecret(key, ua)
 	c.secret = func() *clientSecret { return sec }
 	if c.timeout == 0 {
 		c.timeout = DefaultTimeout
@@ -185,10 +216,33 @@ func New(cfg Config) (*Client, error) {
 		hc := *cfg.HTTPClient
 		hc.CheckRedirect = noRedirects
 		c.hc = &hc
+		if hc.Timeout > 0 && hc.Timeout < c.timeout {
+			c.timeout = hc.Timeout
+		}
 	} else {
 		c.hc = &http.Client{Transport: newTransport(), CheckRedirect: noRedirects}
 	}
+	c.rt = c.hc.Transport
+	if c.rt == nil {
+		c.rt = http.DefaultTransport
+	}
+	_, c.sharedHeaders = c.rt.(*http.Transport)
+	if c.chargeReq, err = newTemplate(http.MethodPost, c.chargeURL); err != nil {
+		return nil, err
+	}
+	if c.introspectReq, err = newTemplate(http.MethodPost, c.introspectURL); err != nil {
+		return nil, err
+	}
 	return c, nil
+}
+
+// newTemplate returns a request template for method and target.
+func newTemplate(method, target string) (*http.Request, error) {
+	r, err := http.NewRequest(method, target, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: BaseURL does not make a valid request URL", ErrInvalidConfig)
+	}
+	return r, nil
 }
 
 func defaultBackoff(attempt int) time.Duration {

@@ -7,6 +7,8 @@ import (
 	"io"
 	"strings"
 	"testing"
+
+	"github.com/kyapay/kyapay-go/kyapay"
 )
 
 func TestErrorString(t *testing.T) {
@@ -192,6 +194,16 @@ func TestDecodeReceiptFastPath(t *testing.T) {
 	} {
 		if _, ok := decodeReceiptFast([]byte(body)); ok {
 			t.Errorf("%s: fast path did not give up", body)
+		}
+	}
+}
+
+func TestAppendAmountMatchesString(t *testing.T) {
+	t.Parallel()
+	for _, s := range []string{"0", "0.000001", "0.01", "0.1", "1", "4.999999", "10", "15.5", "123456.000789", "999999999.999999"} {
+		a := kyapay.MustParseAmount(s)
+		if got := string(appendAmount([]byte("x"), a)); got != "x"+a.String() {
+			t.Errorf("appendAmount(%s) = %q; want %q", s, got, "x"+a.String())
 		}
 	}
 }

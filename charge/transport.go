@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptrace"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -37,6 +38,29 @@ func newAttempt() *attempt {
 	return a
 }
 
+// attempts recycles attempt records and their hooks. A Transport may
+// still call a write hook of a recycled record after the response it
+// belonged to was read (the request's writer runs on its own goroutine);
+// such a late call can only mark the next attempt as "may have sent",
+// which makes its failure OutcomeUnknown instead of OutcomeNotSent: never
+// the unsafe way round.
+var attempts = sync.Pool{New: func() any { return newAttempt() }}
+
+// traced returns ctx with an attempt record's hooks, and the record;
+// recycle reports whether the record goes back to attempts when the
+// attempt is over. If ctx already carries a client trace, httptrace
+// composes it into the record's hooks, so that record is fresh and not
+// recycled.
+func traced(ctx context.Context) (tctx context.Context, a *attempt, recycle bool) {
+	if httptrace.ContextClientTrace(ctx) != nil {
+		a = newAttempt()
+		return httptrace.WithClientTrace(ctx, &a.trace), a, false
+	}
+	a = attempts.Get().(*attempt)
+	a.progress.Store(0)
+	return httptrace.WithClientTrace(ctx, &a.trace), a, true
+}
+
 // mayHaveSent reports whether the request may have reached the server.
 //
 // It is false only when the Transport reported asking for a connection
@@ -64,19 +88,25 @@ type response struct {
 }
 
 // call sends one request, retrying only failures that provably happened
-// before anything was sent, and reads the answer. A nil *Error means a
-// response was received (of any status); the caller classifies it.
-func (c *Client) call(ctx context.Context, op, method, target string, body []byte) (response, *Error) {
+// before anything was sent, and reads the answer. tmpl is the request
+// template (nil for target). A nil *Error means a response was received
+// (of any status); the caller classifies it.
+func (c *Client) call(ctx context.Context, op string, tmpl *http.Request, target string, body []byte) (response, *Error) {
 	parent := ctx
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
+	// The caller's deadline may already be the shorter one; then a second
+	// timer would only cost.
+	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > c.timeout {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+	}
 
 	for n := 0; ; n++ {
 		if err := ctx.Err(); err != nil {
 			return response{}, &Error{Op: op, Outcome: OutcomeNotSent, Reason: ReasonTransport,
 				Message: "context done before sending", Err: c.ctxCause(parent, ctx, nil)}
 		}
-		res, sent, err := c.attempt(ctx, method, target, body)
+		res, sent, err := c.attempt(ctx, tmpl, target, body)
 		if err == nil {
 			if res.readErr != nil {
 				res.readErr = c.ctxCause(parent, ctx, res.readErr)
@@ -114,36 +144,58 @@ func notSentMessage(retries int) string {
 	return fmt.Sprintf("request not sent after %d retries", retries)
 }
 
-// attempt performs one HTTP exchange. sent reports whether a failure may
-// have happened after the request reached the wire.
-func (c *Client) attempt(ctx context.Context, method, target string, body []byte) (res response, sent bool, err error) {
-	a := newAttempt()
-	tctx := httptrace.WithClientTrace(ctx, &a.trace)
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
+// attempt performs one HTTP exchange, from the template tmpl or, when it
+// is nil, a GET of target. sent reports whether a failure may have
+// happened after the request reached the wire.
+func (c *Client) attempt(ctx context.Context, tmpl *http.Request, target string, body []byte) (res response, sent bool, err error) {
+	tctx, a, recycle := traced(ctx)
+	if recycle {
+		defer attempts.Put(a)
 	}
-	req, err := http.NewRequestWithContext(tctx, method, target, rd)
-	if err != nil {
+	sec := c.secret()
+	var req *http.Request
+	if tmpl != nil {
+		req = tmpl.WithContext(tctx)
+	} else if req, err = http.NewRequestWithContext(tctx, http.MethodGet, target, nil); err != nil {
 		return response{}, false, err // nothing left the process
 	}
-	h := make(http.Header, 5)
-	h["Skyfire-Api-Key"] = c.secret().keyHeader
-	h["User-Agent"] = c.secret().userAgent
-	h["Accept"] = jsonAccept
 	if body != nil {
-		h["Content-Type"] = jsonContentType
+		// An io.NopCloser over a *bytes.Reader is a body the Transport
+		// knows to be in memory: it writes the headers and the body in one
+		// go instead of flushing the headers first (one segment, not two).
+		req.Body, req.GetBody, req.ContentLength = io.NopCloser(bytes.NewReader(body)), replay(body), int64(len(body))
+		req.Header = sec.postHeader
+	} else {
+		req.Header = sec.getHeader
 	}
-	req.Header = h
+	if !c.sharedHeaders {
+		req.Header = req.Header.Clone()
+	}
 
-	resp, err := c.hc.Do(req)
+	resp, err := c.rt.RoundTrip(req)
 	if err != nil {
+		if resp != nil && resp.Body != nil {
+			resp.Body.Close()
+		}
 		return response{}, a.mayHaveSent(), err
+	}
+	if resp == nil {
+		return response{}, true, errors.New("RoundTripper returned no response and no error")
+	}
+	if resp.Body == nil {
+		resp.Body = http.NoBody
 	}
 	defer resp.Body.Close()
 	res.status = resp.StatusCode
 	res.body, res.tooLarge, res.readErr = readBody(resp, c.maxBody)
 	return res, true, nil
+}
+
+// replay returns a GetBody for body: the Transport asks for the body
+// again when it retries a request it provably never wrote, on a
+// kept-alive connection the server had closed.
+func replay(body []byte) func() (io.ReadCloser, error) {
+	return func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 }
 
 // readBody reads at most max bytes of the body. A body longer than that is
