@@ -106,8 +106,7 @@ func (c *Client) charge(ctx context.Context, token string, amount *kyapay.Amount
 	}
 	body = append(body, '}')
 
-	sc := c.scrubber(token)
-	res, cerr := c.call(ctx, op, c.chargeReq, "", body)
+	res, sc, cerr := c.exchange(ctx, op, c.chargeReq, "", body, token)
 	if cerr != nil {
 		return Receipt{}, cerr
 	}
@@ -134,8 +133,7 @@ func (c *Client) Introspect(ctx context.Context, token string) (Introspection, e
 	body = appendJSONString(body, token)
 	body = append(body, '}')
 
-	sc := c.scrubber(token)
-	res, cerr := c.call(ctx, op, c.introspectReq, "", body)
+	res, sc, cerr := c.exchange(ctx, op, c.introspectReq, "", body, token)
 	if cerr != nil {
 		return Introspection{}, cerr
 	}
@@ -179,8 +177,7 @@ func (c *Client) TokenCharges(ctx context.Context, jti string, pageCursor string
 		}
 		target += "?" + q.Encode()
 	}
-	sc := c.scrubber("")
-	res, cerr := c.call(ctx, op, nil, target, nil)
+	res, sc, cerr := c.exchange(ctx, op, nil, target, nil, "")
 	if cerr != nil {
 		return ChargesPage{}, cerr
 	}
@@ -245,6 +242,12 @@ func (c *Client) check(op string, res response, sc scrubber) *Error {
 			e.Code, e.Message, e.Details = decodeError(res.body, sc)
 		}
 		e.Outcome, e.Reason = classifyStatus(res.status, e.Code, e.Message)
+		if d, ok := parseRetryAfter(res.retryAfter, c.now()); ok {
+			e.RetryAfter = d
+		}
+		if res.keyErr != nil && e.Err == nil {
+			e.Err = res.keyErr
+		}
 		return e
 	}
 	switch {
@@ -273,10 +276,6 @@ func checkToken(op, token string) *Error {
 		return invalidArgument(op, "token is too long")
 	}
 	return nil
-}
-
-func (c *Client) scrubber(token string) scrubber {
-	return scrubber{token: token, key: c.secret().key}
 }
 
 // appendAmount appends a in the form of [kyapay.Amount.String] (the

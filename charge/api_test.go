@@ -84,8 +84,8 @@ func TestIntrospect(t *testing.T) {
 		_, err := c.Introspect(context.Background(), testToken)
 		e := asError(t, err)
 		wantOutcome(t, err, OutcomeDeclined)
-		if e.Op != "introspect" || e.Reason != ReasonTokenRejected {
-			t.Errorf("got op %q reason %v; want introspect token_rejected", e.Op, e.Reason)
+		if e.Op != "introspect" || e.Reason != ReasonAPIKeyRejected {
+			t.Errorf("got op %q reason %v; want introspect api_key_rejected", e.Op, e.Reason)
 		}
 	})
 }
@@ -320,8 +320,18 @@ func TestNewConfig(t *testing.T) {
 		{"unparsable", Config{BaseURL: "https://user:s3cret@api.skyfire.xyz:port", APIKey: testKey}, "not a valid URL"},
 		{"space", Config{BaseURL: "https://api.skyfire.xyz/a b", APIKey: testKey}, "spaces"},
 		{"no key", Config{BaseURL: ProductionBaseURL}, "APIKey is empty"},
-		{"key with newline", Config{BaseURL: ProductionBaseURL, APIKey: testKey + "\r\nX: y"}, "APIKey contains"},
-		{"key with space", Config{BaseURL: ProductionBaseURL, APIKey: " " + testKey}, "APIKey contains"},
+		{"key with newline", Config{BaseURL: ProductionBaseURL, APIKey: testKey + "\r\nX: y"}, "APIKey: charge: invalid API key: contains whitespace"},
+		{"key with space", Config{BaseURL: ProductionBaseURL, APIKey: " " + testKey}, "invalid API key: contains whitespace"},
+		{"key with inner space", Config{BaseURL: ProductionBaseURL, APIKey: "sk live"}, "invalid API key: contains whitespace"},
+		{"key with tab", Config{BaseURL: ProductionBaseURL, APIKey: "sk\tlive"}, "invalid API key: contains whitespace"},
+		{"key with NUL", Config{BaseURL: ProductionBaseURL, APIKey: "sk\x00live"}, "invalid API key: contains a control character"},
+		{"key with DEL", Config{BaseURL: ProductionBaseURL, APIKey: "sk\x7flive"}, "invalid API key: contains a control character"},
+		{"key non-ASCII", Config{BaseURL: ProductionBaseURL, APIKey: "sk_lïve"}, "invalid API key: contains a non-ASCII byte"},
+		{"key too long", Config{BaseURL: ProductionBaseURL, APIKey: APIKey(strings.Repeat("k", 4097))}, "longer than 4096 bytes"},
+		{"key and source", Config{BaseURL: ProductionBaseURL, APIKey: testKey, KeySource: func(context.Context) (APIKey, error) { return testKey, nil }}, "not both"},
+		{"source fails", Config{BaseURL: ProductionBaseURL, KeySource: func(context.Context) (APIKey, error) { return "", errors.New("vault down") }}, "KeySource: vault down"},
+		{"source gives bad key", Config{BaseURL: ProductionBaseURL, KeySource: func(context.Context) (APIKey, error) { return testKey + "\n", nil }}, "KeySource: charge: invalid API key: contains whitespace"},
+		{"source ok", Config{BaseURL: ProductionBaseURL, KeySource: func(context.Context) (APIKey, error) { return testKey, nil }}, ""},
 		{"bad user agent", Config{BaseURL: ProductionBaseURL, APIKey: testKey, UserAgent: "a\nb"}, "UserAgent"},
 		{"negative timeout", Config{BaseURL: ProductionBaseURL, APIKey: testKey, Timeout: -1}, "Timeout"},
 		{"negative max body", Config{BaseURL: ProductionBaseURL, APIKey: testKey, MaxResponseBytes: -1}, "MaxResponseBytes"},

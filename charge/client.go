@@ -1,14 +1,20 @@
 package charge
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
+	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -49,8 +55,25 @@ type Config struct {
 	// what tests and a local fake API use.
 	BaseURL string
 	// APIKey is the seller agent's API key, sent in the skyfire-api-key
-	// header. Required.
+	// header. It must pass [APIKey.Check]. Required unless KeySource is
+	// set, and must be empty if it is.
 	APIKey APIKey
+	// KeySource, if set, supplies the API key instead of APIKey, so that
+	// a key can be rotated without a restart (see [FileKey] for a key kept
+	// in a file, such as a mounted Kubernetes secret). New calls it once
+	// (an error, or a key that fails [APIKey.Check], fails New). The
+	// Client calls it again whenever the API answers 401 NOT_AUTHORIZED:
+	// if it then gives another valid key, the request is sent once more
+	// with that key (a 401 charged nothing) and the new key is used from
+	// then on. A source that fails, or gives a malformed key, leaves the
+	// current key in use and the 401 is returned ([ReasonAPIKeyRejected],
+	// with the source's error as Err, so the source's errors must not
+	// quote the key). Concurrent 401s share one call of the source.
+	//
+	// To rotate: create the new key, update what KeySource reads, then
+	// delete the old key at Skyfire. Requests still using the old key get
+	// a 401, pick up the new key and are retried once; none fails.
+	KeySource KeySource
 	// HTTPClient sends the requests. Default: a client dedicated to this
 	// Client with a keep-alive Transport (64 idle connections per host).
 	// Only the client's Transport and Timeout are used: the Transport is
@@ -123,10 +146,57 @@ type Client struct {
 	maxBody       int64
 	maxRetries    int
 	backoff       func(int) time.Duration
-	// secret returns the key and header values. It is a closure so that no
-	// reflection-based printer (fmt with any verb, on a Client, a pointer
-	// to one or a struct holding one) can reach the key.
+	// secret returns the current key and header values. It is a closure
+	// so that no reflection-based printer (fmt with any verb, on a Client,
+	// a pointer to one or a struct holding one) can reach the key.
 	secret func() *clientSecret
+	// keys holds what secret returns; it is a pointer so that a Client
+	// value stays copyable (for its value-receiver printing methods).
+	keys *keyState
+	// source is Config.KeySource, or nil.
+	source KeySource
+	// now and sleep are the clock and the wait for Retry-After; tests
+	// replace them.
+	now   func() time.Time
+	sleep func(ctx context.Context, d time.Duration) error
+}
+
+// keyState is the current key of a Client.
+type keyState struct {
+	mu  sync.Mutex // serialises rekey
+	cur atomic.Pointer[clientSecret]
+}
+
+// KeySource returns the current API key. It must be safe for concurrent
+// use, and its errors must not quote the key. See [Config.KeySource].
+type KeySource func(ctx context.Context) (APIKey, error)
+
+// Bounds of an API key file read by [FileKey].
+const maxKeyFileBytes = 64 << 10
+
+// FileKey returns a [KeySource] that reads the API key from the file at
+// path each time it is called, such as a Kubernetes secret mounted as a
+// file (which is replaced atomically when the secret changes). One
+// trailing line break ("\n" or "\r\n") is ignored; any other whitespace
+// makes the key malformed. Errors name the path, never the contents.
+func FileKey(path string) KeySource {
+	return func(context.Context) (APIKey, error) {
+		f, err := os.Open(path)
+		if err != nil {
+			return "", err
+		}
+		defer f.Close()
+		b, err := io.ReadAll(io.LimitReader(f, maxKeyFileBytes+1))
+		if err != nil {
+			return "", fmt.Errorf("reading API key file %s: %w", path, err)
+		}
+		if len(b) > maxKeyFileBytes {
+			return "", fmt.Errorf("%w: API key file %s is larger than %d bytes", ErrInvalidAPIKey, path, maxKeyFileBytes)
+		}
+		b = bytes.TrimSuffix(b, []byte("\n"))
+		b = bytes.TrimSuffix(b, []byte("\r"))
+		return APIKey(b), nil
+	}
 }
 
 type clientSecret struct {
@@ -165,13 +235,25 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	key := cfg.APIKey.Reveal()
-	if key == "" {
+	apiKey := cfg.APIKey
+	switch {
+	case cfg.KeySource != nil && apiKey != "":
+		return nil, fmt.Errorf("%w: set APIKey or KeySource, not both", ErrInvalidConfig)
+	case cfg.KeySource != nil:
+		if apiKey, err = cfg.KeySource(context.Background()); err != nil {
+			return nil, fmt.Errorf("%w: KeySource: %w", ErrInvalidConfig, err)
+		}
+		if err := apiKey.Check(); err != nil {
+			return nil, fmt.Errorf("%w: KeySource: %w", ErrInvalidConfig, err)
+		}
+	case apiKey == "":
 		return nil, fmt.Errorf("%w: APIKey is empty", ErrInvalidConfig)
+	default:
+		if err := apiKey.Check(); err != nil {
+			return nil, fmt.Errorf("%w: APIKey: %w", ErrInvalidConfig, err)
+		}
 	}
-	if !validHeaderValue(key) || strings.TrimSpace(key) != key {
-		return nil, fmt.Errorf("%w: APIKey contains characters not allowed in an HTTP header (or leading/trailing space)", ErrInvalidConfig)
-	}
+	key := apiKey.Reveal()
 	ua := cfg.UserAgent
 	if ua == "" {
 		ua = DefaultUserAgent
@@ -194,9 +276,13 @@ func New(cfg Config) (*Client, error) {
 		maxBody:       cfg.MaxResponseBytes,
 		maxRetries:    cfg.MaxRetries,
 		backoff:       cfg.RetryBackoff,
+		source:        cfg.KeySource,
+		now:           time.Now,
+		sleep:         sleepCtx,
 	}
-	sec := newClientSecret(key, ua)
-	c.secret = func() *clientSecret { return sec }
+	c.keys = new(keyState)
+	c.keys.cur.Store(newClientSecret(key, ua))
+	c.secret = c.keys.cur.Load
 	if c.timeout == 0 {
 		c.timeout = DefaultTimeout
 	}

@@ -54,8 +54,8 @@
 //	                                             and no transient failure; otherwise
 //	                                             payment_failed (for example "network timeout",
 //	                                             "payment could not be completed")
-//	NOT_AUTHORIZED, UNAUTHORIZED (401),        token_rejected
-//	  FORBIDDEN (403)
+//	NOT_AUTHORIZED, UNAUTHORIZED (401)         api_key_rejected (the seller's key; see below)
+//	FORBIDDEN (403)                            token_rejected
 //	BAD_REQUEST (400), VALIDATION_ERROR (422), invalid_request
 //	  NOT_FOUND (404)
 //	NOT_ELIGIBLE (409)                         not_eligible
@@ -65,6 +65,23 @@
 // failures, so the message decides. Only [ReasonInsufficientBalance] is
 // evidence that the token cannot pay this amount (remember it as spent);
 // [ReasonPaymentFailed] may be transient (do not).
+//
+// # API key rotation
+//
+// A [Config.KeySource] (for example [FileKey] on a mounted Kubernetes
+// secret) lets the key change while the process runs. The Client reads it
+// when created and again when the API answers 401 NOT_AUTHORIZED: with a
+// new key it sends the request once more (a 401 charged nothing). A 401
+// that persists is [ReasonAPIKeyRejected], an operator error: answer the
+// buyer 503, never 402 or 401. Rotate by creating the new key, updating
+// the source, then deleting the old key.
+//
+// # Rate limits
+//
+// A 429 charged nothing. When its Retry-After fits in what is left of the
+// call's Timeout, the Client waits and tries again (at most three times);
+// otherwise it returns [ReasonRateLimited] with [Error.RetryAfter] set, for
+// the caller to pass on as the Retry-After of a 503.
 //
 // # Secrets
 //

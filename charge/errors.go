@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Outcome says what is known about money after a failed call. It is the
@@ -70,10 +71,8 @@ const (
 	// is evidence that the token cannot pay this amount; see
 	// [ReasonPaymentFailed] for the other 402s.
 	ReasonInsufficientBalance
-	// ReasonTokenRejected: code NOT_AUTHORIZED, UNAUTHORIZED or FORBIDDEN, or
-	// HTTP 401/403 —
-	// the token is invalid or expired, or (Skyfire does not distinguish) the
-	// seller API key is wrong for this environment.
+	// ReasonTokenRejected: code FORBIDDEN or HTTP 403: the API refused
+	// this token for this seller.
 	ReasonTokenRejected
 	// ReasonInvalidRequest: code BAD_REQUEST, VALIDATION_ERROR or NOT_FOUND,
 	// or HTTP 400/404/422; also arguments refused by this package before
@@ -104,6 +103,14 @@ const (
 	// intact: do not remember the token as spent; a later charge may
 	// succeed.
 	ReasonPaymentFailed
+	// ReasonAPIKeyRejected: code NOT_AUTHORIZED or UNAUTHORIZED, or HTTP
+	// 401. Skyfire documents NOT_AUTHORIZED as "key not recognized / wrong
+	// environment"; a token that passed local verification leaves the key
+	// as the likely cause. When the Client has a [Config.KeySource], it has
+	// already re-read the key and, if the source gave another one, tried
+	// again once with it. Nothing was charged. This is the seller's
+	// problem, not the buyer's: answer 503, and alert an operator.
+	ReasonAPIKeyRejected
 )
 
 var reasonNames = [...]string{
@@ -117,6 +124,7 @@ var reasonNames = [...]string{
 	ReasonTransport:           "transport",
 	ReasonBadResponse:         "bad_response",
 	ReasonPaymentFailed:       "payment_failed",
+	ReasonAPIKeyRejected:      "api_key_rejected",
 }
 
 // String returns a stable snake_case name such as "insufficient_balance".
@@ -165,8 +173,14 @@ type Error struct {
 	// Details maps a field name to its validation message, from the
 	// envelope's "details" (usually only on VALIDATION_ERROR).
 	Details map[string]string
+	// RetryAfter is the wait the API asked for with Retry-After on a 429
+	// (or 503) answer, clamped to an hour; zero without one. A 429 whose
+	// Retry-After fitted in the call's timeout was already waited for and
+	// retried, so a RetryAfter here is one the caller can pass on (for
+	// example as the Retry-After of its own 503).
+	RetryAfter time.Duration
 	// Err is the underlying cause (transport error, context error, decode
-	// error), or nil.
+	// error, or the failure to re-read the API key after a 401), or nil.
 	Err error
 }
 
@@ -222,6 +236,11 @@ func (e *Error) Error() string {
 		}
 		b.WriteByte(']')
 	}
+	if e.RetryAfter > 0 {
+		b.WriteString(" (retry after ")
+		b.WriteString(e.RetryAfter.String())
+		b.WriteByte(')')
+	}
 	if e.Err != nil {
 		b.WriteString(": ")
 		b.WriteString(e.Err.Error())
@@ -240,6 +259,9 @@ func (e *Error) GoString() string {
 		", Message: " + strconv.Quote(e.Message)
 	if len(e.Details) > 0 {
 		s += ", Details: " + strconv.Itoa(len(e.Details)) + " entries"
+	}
+	if e.RetryAfter > 0 {
+		s += ", RetryAfter: " + e.RetryAfter.String()
 	}
 	if e.Err != nil {
 		s += ", Err: " + strconv.Quote(e.Err.Error())
@@ -301,7 +323,9 @@ func reasonForStatus(status int, code, message string) Reason {
 		return ReasonInsufficientBalance
 	case "PAYMENT_ERROR", "PAYMENT_DECLINED":
 		return paymentReason(message)
-	case "NOT_AUTHORIZED", "UNAUTHORIZED", "FORBIDDEN":
+	case "NOT_AUTHORIZED", "UNAUTHORIZED":
+		return ReasonAPIKeyRejected
+	case "FORBIDDEN":
 		return ReasonTokenRejected
 	case "BAD_REQUEST", "VALIDATION_ERROR", "NOT_FOUND":
 		return ReasonInvalidRequest
@@ -313,7 +337,9 @@ func reasonForStatus(status int, code, message string) Reason {
 	switch status {
 	case 402:
 		return paymentReason(message)
-	case 401, 403:
+	case 401:
+		return ReasonAPIKeyRejected
+	case 403:
 		return ReasonTokenRejected
 	case 400, 404, 422:
 		return ReasonInvalidRequest

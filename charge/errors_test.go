@@ -100,7 +100,7 @@ func TestStrings(t *testing.T) {
 			t.Errorf("Outcome(%d).String() = %q; want %q", o, got, want)
 		}
 	}
-	for r := ReasonOther; r <= ReasonPaymentFailed; r++ {
+	for r := ReasonOther; r <= ReasonAPIKeyRejected; r++ {
 		if s := r.String(); s == "" || strings.HasPrefix(s, "reason(") {
 			t.Errorf("Reason(%d).String() = %q", r, s)
 		}
@@ -128,7 +128,8 @@ func TestClassifyStatus(t *testing.T) {
 		{400, "INSUFFICIENT_FUNDS", "", OutcomeDeclined, ReasonInsufficientBalance},
 		{402, "INSUFFICIENT_BALANCE", "network timeout", OutcomeDeclined, ReasonInsufficientBalance},
 		{402, "TOKEN_DEPLETED", "", OutcomeDeclined, ReasonInsufficientBalance},
-		{401, "", "", OutcomeDeclined, ReasonTokenRejected},
+		{401, "", "", OutcomeDeclined, ReasonAPIKeyRejected},
+		{403, "UNAUTHORIZED", "", OutcomeDeclined, ReasonAPIKeyRejected},
 		{402, "", "", OutcomeDeclined, ReasonPaymentFailed},
 		{402, "", "Charge amount exceeds token value", OutcomeDeclined, ReasonInsufficientBalance},
 		{402, "PAYMENT_ERROR", "Charge amount exceeds token value", OutcomeDeclined, ReasonInsufficientBalance},
@@ -143,7 +144,8 @@ func TestClassifyStatus(t *testing.T) {
 		{402, "PAYMENT_ERROR", "settlement network temporarily unavailable, try again", OutcomeDeclined, ReasonPaymentFailed},
 		{402, "payment_error", "upstream connection reset", OutcomeDeclined, ReasonPaymentFailed},
 		{402, "PAYMENT_ERROR", "", OutcomeDeclined, ReasonPaymentFailed},
-		{402, "NOT_AUTHORIZED", "", OutcomeDeclined, ReasonTokenRejected},
+		{402, "NOT_AUTHORIZED", "", OutcomeDeclined, ReasonAPIKeyRejected},
+		{401, "FORBIDDEN", "", OutcomeDeclined, ReasonTokenRejected},
 		{403, "", "", OutcomeDeclined, ReasonTokenRejected},
 		{404, "", "", OutcomeDeclined, ReasonInvalidRequest},
 		{405, "", "", OutcomeDeclined, ReasonOther},

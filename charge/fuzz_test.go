@@ -3,8 +3,10 @@ package charge
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/kyapay/kyapay-go/kyapay"
@@ -191,6 +193,31 @@ func FuzzScrub(f *testing.F) {
 			if p := leakedPiece(s, longToken, testKey); p != "" {
 				t.Fatalf("error %q leaks %q", s, p)
 			}
+		}
+	})
+}
+
+// FuzzParseRetryAfter checks that any Retry-After value gives a wait in
+// [0, maxRetryAfter], and delay-seconds their exact value.
+func FuzzParseRetryAfter(f *testing.F) {
+	for _, s := range []string{"0", "1", "120", "99999999999999999999", "-1", "1.5", " 1", "soon", "",
+		"Wed, 21 Oct 2015 07:28:00 GMT", "Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994"} {
+		f.Add(s)
+	}
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, v string) {
+		d, ok := parseRetryAfter(v, now)
+		if !ok {
+			if d != 0 {
+				t.Fatalf("parseRetryAfter(%q) = %v, false", v, d)
+			}
+			return
+		}
+		if d < 0 || d > maxRetryAfter {
+			t.Fatalf("parseRetryAfter(%q) = %v; out of range", v, d)
+		}
+		if n, err := strconv.ParseUint(v, 10, 64); err == nil && n <= 3600 && d != time.Duration(n)*time.Second {
+			t.Fatalf("parseRetryAfter(%q) = %v; want %ds", v, d, n)
 		}
 	})
 }
