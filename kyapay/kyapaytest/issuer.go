@@ -83,6 +83,7 @@ type config struct {
 	env          string
 	servicePrice string
 	jwksMaxAge   time.Duration
+	api          apiConfig // options of the fake seller API (api.go)
 }
 
 // WithClock sets the clock that drives the iat and exp defaults of minted
@@ -157,6 +158,8 @@ type Issuer struct {
 
 	faultsMu sync.Mutex // guards faults
 	faults   []*faultEntry
+
+	api apiState // state of the fake seller API (api.go)
 }
 
 // NewIssuer starts a fake issuer and seller API on a loopback address. It
@@ -189,6 +192,7 @@ func NewIssuer(opts ...Option) *Issuer {
 	for _, e := range []string{EndpointCharge, EndpointIntrospect, EndpointCharges, EndpointJWKS} {
 		i.counters[e] = new(atomic.Int64)
 	}
+	i.api.init(cfg)
 	i.keys = []*keyEntry{newKeyEntry(DefaultKeyID)}
 	i.signer = DefaultKeyID
 	i.nextKey = 2
@@ -226,8 +230,9 @@ func (i *Issuer) JWKSURL() string { return i.srv.URL + kyapay.JWKSPath }
 // is the same server as [Issuer.URL].
 func (i *Issuer) APIBaseURL() string { return i.srv.URL }
 
-// APIKey returns the seller API key the fake API accepts.
-func (i *Issuer) APIKey() string { return i.cfg.apiKey }
+// APIKey returns the seller API key the fake API accepts (the first one,
+// after [Issuer.SetAPIKeys]).
+func (i *Issuer) APIKey() string { return i.api.primaryKey() }
 
 // ServicePrice returns the amount charged when chargeAmount is omitted.
 func (i *Issuer) ServicePrice() kyapay.Amount { return i.servicePrice }
