@@ -38,13 +38,7 @@ func (g *Gate) AddTool(s *mcp.Server, t *mcp.Tool, req Requirement, h mcp.ToolHa
 	if err != nil {
 		return err
 	}
-	name := t.Name
-	s.AddTool(t, func(ctx context.Context, r *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-		if !g.gated(ctx, name) {
-			return g.refusalResult(errNotGated), nil
-		}
-		return h(ctx, r)
-	})
+	s.AddTool(t, g.guard(t.Name, h))
 	s.AddReceivingMiddleware(g.middleware(gt.only))
 	return nil
 }
@@ -81,16 +75,33 @@ func AddTool[In, Out any](s *mcp.Server, g *Gate, t *mcp.Tool, req Requirement, 
 	if err != nil {
 		return err
 	}
-	name := t.Name
-	mcp.AddTool(s, t, func(ctx context.Context, r *mcp.CallToolRequest, in In) (*mcp.CallToolResult, Out, error) {
+	mcp.AddTool(s, t, guardFor(g, t.Name, h))
+	s.AddReceivingMiddleware(g.middleware(gt.only))
+	return nil
+}
+
+// guard refuses, with internal_error, a call of the tool name that did not
+// pass this gate, and runs h for every other.
+func (g *Gate) guard(name string, h mcp.ToolHandler) mcp.ToolHandler {
+	return func(ctx context.Context, r *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		if !g.gated(ctx, name) {
+			return g.refusalResult(errNotGated), nil
+		}
+		return h(ctx, r)
+	}
+}
+
+// guardFor is guard for typed handlers. The refusal is an error, which the
+// SDK turns into an error result: a typed handler's result would have its
+// structuredContent replaced by the zero output.
+func guardFor[In, Out any](g *Gate, name string, h mcp.ToolHandlerFor[In, Out]) mcp.ToolHandlerFor[In, Out] {
+	return func(ctx context.Context, r *mcp.CallToolRequest, in In) (*mcp.CallToolResult, Out, error) {
 		if !g.gated(ctx, name) {
 			var zero Out
 			return nil, zero, errNotGated
 		}
 		return h(ctx, r, in)
-	})
-	s.AddReceivingMiddleware(g.middleware(gt.only))
-	return nil
+	}
 }
 
 // inferSchema is the input schema mcp.AddTool infers for In, or nil for

@@ -162,13 +162,11 @@ func withProperty(s any, name, desc string) any {
 		}
 		return mapWithProperty(v, name, desc)
 	}
-	// json.RawMessage, []byte, or any other type: through its JSON, with
-	// numbers kept as written.
+	// json.RawMessage or any other type: through its JSON, with numbers
+	// kept as written.
 	var raw []byte
 	switch v := s.(type) {
 	case json.RawMessage:
-		raw = v
-	case []byte:
 		raw = v
 	default:
 		var err error
@@ -216,8 +214,6 @@ func hasProperty(s any, name string) bool {
 	var raw []byte
 	switch v := s.(type) {
 	case json.RawMessage:
-		raw = v
-	case []byte:
 		raw = v
 	default:
 		var err error
