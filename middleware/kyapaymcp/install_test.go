@@ -73,13 +73,17 @@ func TestInstallErrors(t *testing.T) {
 		{"own argument", g.AddTool(server, &mcp.Tool{Name: "own", InputSchema: own}, reqQuote, raw), "has an argument"},
 		{"own argument raw JSON", g.AddTool(server, &mcp.Tool{Name: "ownraw", InputSchema: json.RawMessage(`{"type":"object","properties":{"skyfire-pay-id":{}}}`)}, reqQuote, raw), "has an argument"},
 		{"typed own argument", kyapaymcp.AddTool(server, g, &mcp.Tool{Name: "ownt"}, reqQuote,
-			func(context.Context, *mcp.CallToolRequest, ownArg) (*mcp.CallToolResult, any, error) { return nil, nil, nil }), "has an argument"},
+			func(context.Context, *mcp.CallToolRequest, ownArg) (*mcp.CallToolResult, any, error) {
+				return nil, nil, nil
+			}), "has an argument"},
 		{"PriceFunc", g.AddTool(server, &mcp.Tool{Name: "pf", InputSchema: obj()}, priceFunc, raw), "use middleware.ContextPrice"},
 		{"nil handler", g.AddTool(server, &mcp.Tool{Name: "nh", InputSchema: obj()}, reqQuote, nil), "nil tool handler"},
 		{"nil tool", g.AddTool(server, nil, reqQuote, raw), "nil *mcp.Tool"},
 		{"nil server", g.AddTool(nil, &mcp.Tool{Name: "ns", InputSchema: obj()}, reqQuote, raw), "nil *mcp.Server"},
 		{"nil gate", kyapaymcp.AddTool(server, nil, &mcp.Tool{Name: "ng"}, reqQuote,
-			func(context.Context, *mcp.CallToolRequest, struct{}) (*mcp.CallToolResult, any, error) { return nil, nil, nil }), "nil *Gate"},
+			func(context.Context, *mcp.CallToolRequest, struct{}) (*mcp.CallToolResult, any, error) {
+				return nil, nil, nil
+			}), "nil *Gate"},
 	} {
 		if tc.err == nil || !strings.Contains(tc.err.Error(), tc.want) {
 			t.Errorf("%s: AddTool error %v, want %q", tc.name, tc.err, tc.want)
