@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Tests every Go module in the repository: the root module and each nested
-# module (the gin and echo adapters), each on its own with GOWORK=off, the way
-# a user consumes it. gofmt over the whole tree, then go vet and
-# go test -race in each module.
+# module (the gin, echo and MCP adapters, the examples), each on its own with
+# GOWORK=off, the way a user consumes it. gofmt over the whole tree, then
+# go vet and go test -race in each module.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export GOWORK=off
