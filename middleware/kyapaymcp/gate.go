@@ -54,7 +54,11 @@ type Requirement struct {
 // Config configures a [Gate].
 type Config struct {
 	// Tools maps tool names to their requirements for [Gate.Middleware].
-	// Tools not listed are free and left alone.
+	// Tools not listed are free and left alone. The middleware cannot see
+	// which tools a server has: a ChargeBefore tool listed here but not
+	// registered would be charged before the SDK answers "unknown tool", so
+	// list only registered tools (or use [Gate.AddTool], which cannot
+	// differ).
 	Tools map[string]Requirement
 	// Argument is the tool argument that carries the token. Default:
 	// DefaultArgument ("skyfire-pay-id"). A gated tool must not have an
