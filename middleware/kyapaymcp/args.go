@@ -48,7 +48,8 @@ func splitArgument(args json.RawMessage, name string) (out json.RawMessage, vals
 
 	// The input is valid JSON, so the scan below needs no error paths.
 	type span struct{ from, to int }
-	var kept []span
+	var spans [16]span // most calls have few arguments: no allocation
+	kept := spans[:0]
 	i := skipSpace(args, start+1)
 	for args[i] != '}' {
 		keyFrom := i

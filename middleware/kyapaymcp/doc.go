@@ -75,7 +75,7 @@
 // the default timing.
 //
 // The receipt of a charged call is added to the result's _meta under
-// [ReceiptMetaKey] as a [Receipt].
+// [ReceiptMetaKey] as a *[Receipt] (an object in JSON).
 //
 // # Refusals
 //

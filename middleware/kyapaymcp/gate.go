@@ -28,7 +28,7 @@ const (
 	// ToolMetaKey is the key of the [ToolInfo] the gate adds to the _meta of
 	// every gated tool in tools/list.
 	ToolMetaKey = "xyz.skyfire/kyapay"
-	// ReceiptMetaKey is the key of the [Receipt] the gate adds to the _meta
+	// ReceiptMetaKey is the key of the *[Receipt] the gate adds to the _meta
 	// of the result of every charged call.
 	ReceiptMetaKey = "xyz.skyfire/receipt"
 )
@@ -78,6 +78,7 @@ type Gate struct {
 	arg       string
 	header    string // the token header configured in m
 	signupURL string
+	places    [4]string        // where a token may be, for refusal texts
 	tools     map[string]*tool // Config.Tools; read-only after New
 }
 
@@ -117,6 +118,7 @@ func New(m *middleware.Middleware, cfg Config) (*Gate, error) {
 	if g.signupURL == "" {
 		g.signupURL = middleware.DefaultSignupURL
 	}
+	g.initPlaces()
 	g.tools = make(map[string]*tool, len(cfg.Tools))
 	for name, req := range cfg.Tools {
 		t, err := g.compile(name, req)
@@ -322,12 +324,15 @@ func withReceipt(r *mcp.CallToolResult, rc charge.Receipt) *mcp.CallToolResult {
 	out := *r
 	out.Meta = make(mcp.Meta, len(r.Meta)+1)
 	maps.Copy(out.Meta, r.Meta)
-	info := Receipt{AmountCharged: rc.AmountCharged, Currency: "USD", TransactionID: rc.TransactionID}
+	// The receipt and its balance share one allocation.
+	box := &struct {
+		info    Receipt
+		balance kyapay.Amount
+	}{info: Receipt{AmountCharged: rc.AmountCharged, Currency: "USD", TransactionID: rc.TransactionID}, balance: rc.RemainingBalance}
 	if rc.HasRemainingBalance {
-		rb := rc.RemainingBalance
-		info.RemainingBalance = &rb
+		box.info.RemainingBalance = &box.balance
 	}
-	out.Meta[ReceiptMetaKey] = info
+	out.Meta[ReceiptMetaKey] = &box.info
 	return &out
 }
 

@@ -28,18 +28,16 @@ type found struct {
 // error is for arguments that are not a JSON object.
 func (g *Gate) takeToken(call *mcp.CallToolRequest) (found, error) {
 	f := found{meta: call.Params.Meta}
-	var (
-		where []string // where each token was found, for the ambiguity text
-		toks  []string
-	)
+	var ambiguous, malformed string // where the first offending value was
+	firstPlace := ""
 	add := func(place, tok string) {
-		if tok = strings.TrimSpace(tok); tok != "" {
-			where, toks = append(where, place), append(toks, tok)
-		}
-	}
-	malformed := func(place string) {
-		if f.err == nil {
-			f.err = kyapay.NewError(kyapay.CodeTokenMalformed, "the token in "+place+" is not a string", nil)
+		tok = strings.TrimSpace(tok)
+		switch {
+		case tok == "":
+		case f.token == "":
+			f.token, firstPlace = tok, place
+		case tok != f.token && ambiguous == "":
+			ambiguous = place
 		}
 	}
 
@@ -47,7 +45,7 @@ func (g *Gate) takeToken(call *mcp.CallToolRequest) (found, error) {
 		switch vals := extra.Header.Values(g.header); len(vals) {
 		case 0:
 		case 1:
-			add("the "+g.header+" header", vals[0])
+			add(g.places[placeHeader], vals[0])
 		default:
 			f.err = kyapay.NewError(kyapay.CodeTokenAmbiguous, "more than one "+g.header+" header", nil)
 		}
@@ -56,7 +54,7 @@ func (g *Gate) takeToken(call *mcp.CallToolRequest) (found, error) {
 	if m := call.Params.Meta; m != nil {
 		keys := [2]string{MetaKey, g.header}
 		stripped := false
-		for _, k := range keys {
+		for i, k := range keys {
 			v, ok := m[k]
 			if !ok {
 				continue
@@ -70,13 +68,15 @@ func (g *Gate) takeToken(call *mcp.CallToolRequest) (found, error) {
 				}
 				stripped = true
 			}
-			place := `_meta["` + k + `"]`
+			place := g.places[placeMeta+i]
 			switch v := v.(type) {
 			case nil:
 			case string:
 				add(place, v)
 			default:
-				malformed(place)
+				if malformed == "" {
+					malformed = place
+				}
 			}
 		}
 	}
@@ -86,27 +86,41 @@ func (g *Gate) takeToken(call *mcp.CallToolRequest) (found, error) {
 		return found{}, err
 	}
 	f.args = args
-	place := "the " + g.arg + " argument"
 	for _, v := range vals {
-		if v.notString {
-			malformed(place)
-			continue
+		if !v.notString {
+			add(g.places[placeArgument], v.token)
+		} else if malformed == "" {
+			malformed = g.places[placeArgument]
 		}
-		add(place, v.token)
 	}
 
+	switch {
+	case f.err != nil:
+	case malformed != "":
+		f.err = kyapay.NewError(kyapay.CodeTokenMalformed, "the token in "+malformed+" is not a string", nil)
+	case ambiguous != "":
+		f.err = kyapay.NewError(kyapay.CodeTokenAmbiguous,
+			"the request carries two different tokens, in "+firstPlace+" and in "+ambiguous, nil)
+	}
 	if f.err != nil {
-		return f, nil
-	}
-	for i := 1; i < len(toks); i++ {
-		if toks[i] != toks[0] {
-			f.err = kyapay.NewError(kyapay.CodeTokenAmbiguous,
-				"the request carries two different tokens, in "+where[0]+" and in "+where[i], nil)
-			return f, nil
-		}
-	}
-	if len(toks) > 0 {
-		f.token = toks[0]
+		f.token = ""
 	}
 	return f, nil
+}
+
+// Indexes of Gate.places, the names of the places a token may be in.
+const (
+	placeHeader     = iota // the header
+	placeMeta              // _meta[MetaKey]
+	placeMetaHeader        // _meta[header name]
+	placeArgument          // the tool argument
+)
+
+func (g *Gate) initPlaces() {
+	g.places = [4]string{
+		"the " + g.header + " header",
+		`_meta["` + MetaKey + `"]`,
+		`_meta["` + g.header + `"]`,
+		"the " + g.arg + " argument",
+	}
 }
