@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -120,8 +121,8 @@ func New(m *middleware.Middleware, cfg Config) (*Gate, error) {
 	}
 	g.initPlaces()
 	g.tools = make(map[string]*tool, len(cfg.Tools))
-	for name, req := range cfg.Tools {
-		t, err := g.compile(name, req)
+	for _, name := range slices.Sorted(maps.Keys(cfg.Tools)) { // the same first error every time
+		t, err := g.compile(name, cfg.Tools[name])
 		if err != nil {
 			return nil, err
 		}

@@ -264,13 +264,14 @@ func text(s string) *mcp.CallToolResult {
 // one.
 type headerTransport struct {
 	base  http.RoundTripper
+	name  string // the header
 	token atomic.Pointer[string]
 }
 
 func (h *headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if tok := h.token.Load(); tok != nil && *tok != "" {
 		r = r.Clone(r.Context())
-		r.Header.Set(kyapay.HeaderName, *tok)
+		r.Header.Set(h.name, *tok)
 	}
 	return h.base.RoundTrip(r)
 }
@@ -286,13 +287,17 @@ type client struct {
 func (c *client) setHeader(tok string) { c.header.token.Store(&tok) }
 
 type clientOpts struct {
-	proto string
-	copts *mcp.ClientOptions
+	proto  string
+	copts  *mcp.ClientOptions
+	header string // the token header; default skyfire-pay-id
 }
 
 func (h *harness) connect(t testing.TB, o clientOpts) *client {
 	t.Helper()
-	ht := &headerTransport{base: http.DefaultTransport}
+	ht := &headerTransport{base: http.DefaultTransport, name: o.header}
+	if ht.name == "" {
+		ht.name = kyapay.HeaderName
+	}
 	hc := &http.Client{Transport: ht}
 	t.Cleanup(hc.CloseIdleConnections)
 	c := mcp.NewClient(&mcp.Implementation{Name: "test-buyer", Version: "1"}, o.copts)

@@ -668,6 +668,39 @@ func TestCustomArgument(t *testing.T) {
 	}
 }
 
+// The token header is the Middleware's: the gate reads it, accepts it as a
+// _meta key, and names it in tools/list and in refusals.
+func TestMiddlewareHeader(t *testing.T) {
+	const header = "X-Agent-Token"
+	h := newHarness(t, harnessOpts{mwOpts: []func(*middleware.Config){func(c *middleware.Config) { c.Header = header }}})
+	c := h.connect(t, clientOpts{header: header})
+	list, err := c.ListTools(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tl := range list.Tools {
+		if tl.Name == "quote" {
+			if desc := property(t, tl, kyapaymcp.DefaultArgument)["description"].(string); !strings.Contains(desc, header+" HTTP header") {
+				t.Errorf("description %q", desc)
+			}
+		}
+	}
+	res := c.call(t, "quote", nil, nil)
+	if sc := structured(t, res); sc["header"] != header || !strings.Contains(resultText(res), "in the "+header+" header") {
+		t.Errorf("refusal %v %q", sc, resultText(res))
+	}
+	a := h.seller.Issuer.Mint(kyapay.TypePay)
+	c.setHeader(a)
+	if res := c.call(t, "quote", nil, nil); res.IsError || h.charges(a) != 1 {
+		t.Errorf("header: %v %q", res.IsError, resultText(res))
+	}
+	c.setHeader("")
+	b := h.seller.Issuer.Mint(kyapay.TypePay)
+	if res := c.call(t, "quote", nil, mcp.Meta{header: b}); res.IsError || h.charges(b) != 1 || h.rec.lastMeta("quote")[header] != nil {
+		t.Errorf("_meta under the header name: %v %q", res.IsError, resultText(res))
+	}
+}
+
 // No token reaches a log: not the Middleware's (at Debug), not the SDK
 // server's, whatever the outcome.
 func TestTokenNeverLogged(t *testing.T) {
