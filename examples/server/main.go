@@ -31,6 +31,32 @@
 //	               answers the charge receipt as JSON
 //	GET /llms.txt  how agents use and pay for this service
 //	GET /healthz   200 "ok", unprotected
+//	POST /mcp      an MCP server with paid tools (see below)
+//
+// POST /mcp is an MCP server (streamable HTTP, stateless, JSON responses)
+// built with the official MCP Go SDK and gated per tool by
+// github.com/kyapay/kyapay-go/middleware/kyapaymcp:
+//
+//	quote   a pay or kya-pay token, charged KYAPAY_PRICE per call, before the
+//	        tool runs or only once it succeeded (KYAPAY_CHARGE_MODE); answers
+//	        the charge receipt as GET /pay does
+//	whoami  a kya or kya-pay token carrying an email; answers the buyer's
+//	        identity claims as GET /kya does
+//	echo    free; answers its arguments
+//
+// An agent's model passes its token as the skyfire-pay-id argument of the
+// tool, which tools/list advertises with the price; a client program may
+// send it in the skyfire-pay-id header or in the request's
+// _meta["xyz.skyfire/pay-id"] instead. A refusal is a tool result with
+// isError set, Skyfire's text in its content and the code, accepted types
+// and price in its structuredContent; a charged call carries its receipt in
+// the result's _meta["xyz.skyfire/receipt"]. initialize, tools/list and the
+// other protocol methods need no token. For example:
+//
+//	curl -s http://127.0.0.1:8080/mcp -H 'Content-Type: application/json' \
+//	  -H 'Accept: application/json, text/event-stream' \
+//	  -d '{"jsonrpc":"2.0","id":1,"method":"tools/call",
+//	       "params":{"name":"quote","arguments":{"skyfire-pay-id":"'"$TOKEN"'"}}}'
 //
 // Logs are JSON lines on stderr (log/slog): the effective configuration at
 // start-up (API key redacted), the listening address ("msg":"listening",
@@ -45,7 +71,7 @@
 //
 //	KYAPAY_ISSUER=https://app-sandbox.skyfire.xyz KYAPAY_ENV=sandbox \
 //	SKYFIRE_API_KEY=... KYAPAY_SELLER_ID=... KYAPAY_SERVICE_ID=... \
-//	go run ./examples/server
+//	go -C examples run ./server
 //	curl -H "skyfire-pay-id: $TOKEN" http://127.0.0.1:8080/pay
 package main
 

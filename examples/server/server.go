@@ -197,6 +197,11 @@ func newServer(cfg config, logger *slog.Logger) (http.Handler, func() error, err
 	mux.Handle("GET /llms.txt", llms)
 	mux.Handle("GET /kya", kyaRoute(http.HandlerFunc(serveKYA)))
 	mux.Handle("GET /pay", payRoute(payHandler{price: cfg.Price, mode: cfg.Mode}))
+	mcpHandler, err := newMCPHandler(cfg, m)
+	if err != nil {
+		return nil, nil, err
+	}
+	mux.Handle("POST /mcp", mcpHandler)
 
 	ok = true
 	return logRequests(logger, mux), keys.Close, nil
