@@ -3,8 +3,8 @@ module github.com/kyapay/kyapay-go/examples
 go 1.25.0
 
 require (
-	github.com/kyapay/kyapay-go v0.0.0-00010101000000-000000000000
-	github.com/kyapay/kyapay-go/middleware/kyapaymcp v0.0.0-00010101000000-000000000000
+	github.com/kyapay/kyapay-go v0.1.0
+	github.com/kyapay/kyapay-go/middleware/kyapaymcp v0.1.0
 	github.com/modelcontextprotocol/go-sdk v1.8.0
 )
 

@@ -315,6 +315,10 @@ func (m *Middleware) refusal(ctx context.Context, rt *Route, r *http.Request, er
 		ref.Accepted, ref.Format = rt.types, rt.format
 	}
 	ref.Price, ref.HasPrice = price, hasPrice
+	var ra *retryAfterError
+	if errors.As(err, &ra) {
+		ref.RetryAfter = ra.after
+	}
 	ref.Status = m.policy.Status(ke.Code)
 	if m.observing(ctx, slog.LevelDebug) {
 		e := m.event(EventRefused, rt, r, c, price, hasPrice)

@@ -27,7 +27,7 @@ type Charger interface {
 
 // Defaults for [Config].
 const (
-	DefaultChargeTimeout     = 15 * time.Second
+	DefaultChargeTimeout     = charge.DefaultTimeout
 	DefaultMaxBufferBytes    = 16 << 20
 	DefaultDepletedCacheSize = 10_000
 	DefaultDeclineMemory     = time.Minute
@@ -81,7 +81,8 @@ type Config struct {
 	// on the request path.
 	Observer Observer
 	// ChargeTimeout bounds each charge call. In ChargeAfter mode it starts
-	// when the handler returns. Default: DefaultChargeTimeout (15 s).
+	// when the handler returns. Default: DefaultChargeTimeout, the charge
+	// client's own default timeout (10 s), so only one timer runs.
 	ChargeTimeout time.Duration
 	// MaxBufferBytes bounds the response a ChargeAfter handler may write;
 	// a larger response is not delivered, not charged, and answered with
@@ -535,8 +536,15 @@ func (m *Middleware) charge(ctx context.Context, rt *Route, r *http.Request, tok
 				}
 			})
 			refusal = kyapay.NewError(kyapay.CodeTokenDepleted, "", err)
-		case charge.ReasonRateLimited, charge.ReasonNotEligible:
+		case charge.ReasonRateLimited, charge.ReasonNotEligible, charge.ReasonPaymentFailed:
+			// Nothing was charged and the balance may be intact (a rate
+			// limit, a transient payment failure): the agent may retry.
 			refusal = kyapay.NewError(kyapay.CodeChargeUnavailable, "", err)
+		case charge.ReasonAPIKeyRejected:
+			// The seller's API key was refused even after a re-read: an
+			// operator error, never the buyer's. Logged at Error below.
+			refusal = kyapay.NewError(kyapay.CodeChargeUnavailable, "", err)
+			kind = EventDeclined
 		case charge.ReasonTokenRejected:
 			refusal = kyapay.NewError(kyapay.CodeChargeDeclined, "the payment service rejected the token", err)
 		default:
@@ -555,8 +563,24 @@ func (m *Middleware) charge(ctx context.Context, rt *Route, r *http.Request, tok
 		e.Duration = time.Since(start)
 	}
 	m.emit(ctx, e)
+	if ce.Reason == charge.ReasonAPIKeyRejected {
+		m.log.LogAttrs(ctx, slog.LevelError, "kyapay: the charge API rejected the seller's API key; check SKYFIRE_API_KEY (charges fail with 503 until it is fixed)",
+			slog.String("error", clip(err.Error())))
+	}
+	if ce.RetryAfter > 0 {
+		return receipt, &retryAfterError{err: refusal, after: ce.RetryAfter}
+	}
 	return receipt, refusal
 }
+
+// retryAfterError is a refusal that carries the charge API's Retry-After.
+type retryAfterError struct {
+	err   *kyapay.Error
+	after time.Duration
+}
+
+func (e *retryAfterError) Error() string { return e.err.Error() }
+func (e *retryAfterError) Unwrap() error { return e.err }
 
 // event builds an Event about a verified token on a route.
 func (m *Middleware) event(kind EventKind, rt *Route, r *http.Request, c *kyapay.Claims, price kyapay.Amount, hasPrice bool) Event {

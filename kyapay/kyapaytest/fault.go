@@ -70,6 +70,9 @@ type Fault struct {
 	// balance (done on this amount). InjectFault panics if it is not a
 	// valid amount or the endpoint is not "charge".
 	AmountCharged string
+	// Header adds these header fields to a Status or Body answer, such as
+	// Retry-After on a 429.
+	Header http.Header
 	// ChargeFirst performs the request normally (charging, for "charge")
 	// before CloseConnection or Status/Body take effect, so the client
 	// sees a failure although the operation happened.
@@ -264,6 +267,9 @@ func (i *Issuer) applyFault(w http.ResponseWriter, r *http.Request, f Fault, ser
 		dropConnection(w)
 	case answers:
 		notify()
+		for k, v := range f.Header {
+			w.Header()[http.CanonicalHeaderKey(k)] = v
+		}
 		status := f.Status
 		if status == 0 {
 			status = http.StatusOK

@@ -4,7 +4,7 @@ go 1.25.0
 
 require (
 	github.com/google/jsonschema-go v0.4.3
-	github.com/kyapay/kyapay-go v0.0.0-00010101000000-000000000000
+	github.com/kyapay/kyapay-go v0.1.0
 	github.com/modelcontextprotocol/go-sdk v1.8.0
 )
 
