@@ -582,3 +582,34 @@ func TestRateLimitRetryAfterIsPassedOn(t *testing.T) {
 		t.Errorf("429 with Retry-After 120: %d Retry-After %q; want 503 and 120", got.Status, got.Header.Get("Retry-After"))
 	}
 }
+
+func TestGateAccessors(t *testing.T) {
+	t.Parallel()
+	e := sellertest.New(t, func(c *middleware.Config) { c.Header = "kyapay-token"; c.SignupURL = "https://signup.example" })
+	m := e.Middleware
+	if m.Header() != "kyapay-token" || m.SignupURL() != "https://signup.example" {
+		t.Errorf("Header %q, SignupURL %q", m.Header(), m.SignupURL())
+	}
+	if !middleware.PriceFunc(func(*http.Request) (kyapay.Amount, error) { return kyapay.Amount{}, nil }).NeedsRequest() ||
+		middleware.FixedPrice("1").NeedsRequest() || middleware.ContextPrice(nil).NeedsRequest() {
+		t.Error("NeedsRequest is true only for PriceFunc")
+	}
+	rt, _ := m.Route(payReq(middleware.ChargeBefore))
+	g, err := m.Authorize(context.Background(), rt, middleware.Input{Token: e.Issuer.Mint(kyapay.TypePay)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type k struct{}
+	other, cancel := context.WithCancel(context.WithValue(context.Background(), k{}, "v"))
+	defer cancel()
+	ctx := g.ContextOn(other)
+	c, ok1 := kyapay.FromContext(ctx)
+	rc, ok2 := middleware.ReceiptFromContext(ctx)
+	if !ok1 || !ok2 || c != g.Claims() || rc.AmountCharged.String() != "0.01" || ctx.Value(k{}) != "v" {
+		t.Errorf("ContextOn: claims %v %v, receipt %+v %v, own value %v", c, ok1, rc, ok2, ctx.Value(k{}))
+	}
+	cancel()
+	if ctx.Err() == nil {
+		t.Error("ContextOn does not follow the other context's cancellation")
+	}
+}

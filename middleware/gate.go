@@ -53,6 +53,12 @@ func (rt *Route) FixedPrice() (kyapay.Amount, bool) {
 // IdentityFields returns the hid fields the route requires.
 func (rt *Route) IdentityFields() []string { return append([]string(nil), rt.fields...) }
 
+// Header returns the HTTP header the Middleware reads tokens from.
+func (m *Middleware) Header() string { return m.header }
+
+// SignupURL returns where refusal texts tell buyers to create an account.
+func (m *Middleware) SignupURL() string { return m.signupURL }
+
 // Route validates req and compiles it for [Middleware.Authorize]. It reports
 // an invalid requirement (a malformed price, a priced route without a
 // Charger, a set of types that accepts nothing) as an error.
@@ -113,6 +119,27 @@ type Grant struct {
 
 // Claims returns the verified claims.
 func (g *Grant) Claims() *kyapay.Claims { return g.claims }
+
+// ContextOn returns ctx with the grant's claims and, when charged before,
+// its receipt: the values of [Grant.Context] on another context (for
+// example one that outlives the request, for a task the front end runs
+// later).
+func (g *Grant) ContextOn(ctx context.Context) context.Context {
+	ctx = kyapay.NewContext(ctx, g.claims)
+	if g.charged && !g.pending {
+		ctx = NewReceiptContext(ctx, g.receipt)
+	}
+	return ctx
+}
+
+// NewReceiptContext returns ctx carrying receipt, for [ReceiptFromContext].
+// Front ends that charge outside [Middleware.Authorize] use it to hand the
+// receipt to the handler.
+func NewReceiptContext(ctx context.Context, receipt charge.Receipt) context.Context {
+	rp := new(charge.Receipt)
+	*rp = receipt
+	return context.WithValue(ctx, receiptKey{}, rp)
+}
 
 // Context returns the context to run the handler or tool with: the
 // Authorize context carrying the claims ([kyapay.FromContext]) and, when the
@@ -249,9 +276,7 @@ func (m *Middleware) Authorize(ctx context.Context, rt *Route, in Input) (Grant,
 		return Grant{}, m.refusal(ctx, rt, in.Request, err, price, hasPrice, claims)
 	}
 	g.receipt, g.charged = receipt, true
-	rp := new(charge.Receipt)
-	*rp = receipt
-	g.ctx = context.WithValue(g.ctx, receiptKey{}, rp)
+	g.ctx = NewReceiptContext(g.ctx, receipt)
 	m.onCharged(g.ctx, rt, in.Request, claims, receipt)
 	return g, nil
 }

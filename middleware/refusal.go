@@ -68,9 +68,10 @@ type RefusalDetail struct {
 	Currency       string `json:"currency,omitempty"`
 	// Header is the HTTP header that carries the token.
 	Header string `json:"header"`
-	// Argument is the tool argument that carries the token, for MCP tools
-	// ("" outside MCP).
+	// Argument is the tool argument that carries the token, and MetaKey
+	// the request _meta key, for MCP tools ("" outside MCP).
 	Argument string `json:"argument,omitempty"`
+	MetaKey  string `json:"metaKey,omitempty"`
 	// CreateTokenURL documents how to create a token.
 	CreateTokenURL string `json:"createTokenUrl"`
 }
