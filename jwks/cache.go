@@ -176,7 +176,8 @@ func New(ctx context.Context, cfg Config) (*Cache, error) {
 //
 // Errors wrap [ErrUnknownIssuer], [ErrKeyNotFound], [ErrUnavailable] or
 // [ErrClosed]. An empty kid is always [ErrKeyNotFound]. The returned key is
-// shared: callers must not modify it.
+// shared: callers must not modify it. A key that a refresh finds unchanged
+// keeps its pointer.
 func (c *Cache) Key(ctx context.Context, issuer, kid string) (*ecdsa.PublicKey, error) {
 	if c.closed.Load() {
 		return nil, ErrClosed

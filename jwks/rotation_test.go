@@ -199,6 +199,14 @@ func TestPeekKey(t *testing.T) {
 	if allocs != 0 {
 		t.Errorf("PeekKey allocates %v times per call; want 0", allocs)
 	}
+	// A refresh that finds a key unchanged keeps its pointer.
+	kA, _ := c.PeekKey(testIssuer, "A")
+	if err := c.Refresh(context.Background(), testIssuer); err != nil {
+		t.Fatal(err)
+	}
+	if k, _ := c.PeekKey(testIssuer, "A"); k != kA {
+		t.Error("an unchanged key got a new pointer on refresh")
+	}
 	// A key removed from the published set is gone after a refresh.
 	srv.set(http.StatusOK, setJSON(t, ecJWK(t, "B", &b.PublicKey)))
 	if err := c.Refresh(context.Background(), testIssuer); err != nil {
