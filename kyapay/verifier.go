@@ -45,9 +45,9 @@ const (
 	// DefaultMaxTokenBytes bounds the header value before any decoding.
 	DefaultMaxTokenBytes = 8 << 10
 	// DefaultCacheSize is the number of verified tokens remembered. An
-	// entry costs about 1.15 KB for a pay token and 1.4 KB for a kya-pay
+	// entry costs about 1.1 KB for a pay token and 1.4 KB for a kya-pay
 	// token with an identity (TestCacheBytesPerEntry measures it), so a
-	// full default cache holds 23 to 28 MB: the memory the first release
+	// full default cache holds 22 to 28 MB: the memory the first release
 	// spent on 10,000 entries now keeps twice as many tokens warm. That is
 	// every token used in the last few minutes by up to 20,000 buyer
 	// agents at once; a token that was evicted costs one signature
@@ -118,7 +118,8 @@ type VerifierConfig struct {
 	// DefaultCacheSize; negative disables the cache. On every hit the
 	// token's exp is checked again, and so is that the key it was
 	// verified with is still published (see [KeyPeeker]). Entries are
-	// keyed by a 128-bit digest of the token, not the token itself.
+	// keyed by a 16-byte digest of the token, not the token itself, and
+	// evicted least-recently-used first (approximately: CLOCK).
 	CacheSize int
 	// Clock returns the current time. Default: time.Now.
 	Clock func() time.Time
