@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -272,4 +273,49 @@ func TestCrossHostRedirectRefused(t *testing.T) {
 			}
 		})
 	}
+}
+
+// BenchmarkPeekKey is the key check of a verified-token cache hit: no
+// clock, no lock.
+func BenchmarkPeekKey(b *testing.B) {
+	a := genKey(b)
+	srv := newJWKSServer(b, setJSON(b, ecJWK(b, "A", &a.PublicKey), ecJWK(b, "B", &genKey(b).PublicKey)))
+	c := mustNew(b, Config{Issuers: map[string]string{testIssuer: srv.URL}, FailFast: true})
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok := c.PeekKey(testIssuer, "A"); !ok {
+			b.Fatal("key A not found")
+		}
+	}
+}
+
+// BenchmarkPeekKeyPaired times, in each iteration, 1,000 Key hits (base)
+// and then 1,000 PeekKey calls for the same kid, and reports the median
+// per-pair ratio peek/key: the key check of a verified-token cache hit
+// against a plain key lookup, whose cost is mostly the clock read.
+func BenchmarkPeekKeyPaired(b *testing.B) {
+	a := genKey(b)
+	srv := newJWKSServer(b, setJSON(b, ecJWK(b, "A", &a.PublicKey), ecJWK(b, "B", &genKey(b).PublicKey)))
+	c := mustNew(b, Config{Issuers: map[string]string{testIssuer: srv.URL}, FailFast: true})
+	ctx := context.Background()
+	const k = 1000
+	var ratios []float64
+	for b.Loop() {
+		t0 := time.Now()
+		for range k {
+			if _, err := c.Key(ctx, testIssuer, "A"); err != nil {
+				b.Fatal(err)
+			}
+		}
+		t1 := time.Now()
+		for range k {
+			if _, ok := c.PeekKey(testIssuer, "A"); !ok {
+				b.Fatal("key A not found")
+			}
+		}
+		t2 := time.Now()
+		ratios = append(ratios, float64(t2.Sub(t1))/float64(t1.Sub(t0)))
+	}
+	slices.Sort(ratios)
+	b.ReportMetric(ratios[len(ratios)/2], "peek/key")
 }
