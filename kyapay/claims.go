@@ -22,6 +22,11 @@ type Claims struct {
 	// rule indexes Verifier.rules: the issuer as the key source knows it.
 	// It sits in what would be padding.
 	rule uint8
+	// pub is the key the signature was verified with, compared on every
+	// verified-token cache hit with the key source's current one. It sits
+	// on the Claims' first cache line with rule and KeyID, which a hit
+	// reads too.
+	pub *ecdsa.PublicKey
 	// KeyID is the kid header that selected the verification key.
 	KeyID string
 
@@ -90,9 +95,6 @@ type Claims struct {
 
 	// raw is the payload JSON exactly as signed.
 	raw string
-	// pub is the key the signature was verified with, compared on every
-	// verified-token cache hit with the key source's current one.
-	pub *ecdsa.PublicKey
 }
 
 // Raw returns the payload JSON exactly as it was signed, so claims this
