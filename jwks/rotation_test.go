@@ -330,3 +330,22 @@ func BenchmarkPeekKeyPaired(b *testing.B) {
 	slices.Sort(ratios)
 	b.ReportMetric(ratios[len(ratios)/2], "peek/key")
 }
+
+// TestLongKIDClipped: a 10 KB kid from a token reaches the error clipped
+// to 64 bytes with a length marker.
+func TestLongKIDClipped(t *testing.T) {
+	a := genKey(t)
+	srv := newJWKSServer(t, setJSON(t, ecJWK(t, "A", &a.PublicKey)))
+	clk, ev := newFakeClock(), newEvents()
+	cfg := testConfig(srv, clk, ev)
+	cfg.FailFast = true
+	c := mustNew(t, cfg)
+	kid := strings.Repeat("k", 10_000)
+	_, err := c.Key(context.Background(), testIssuer, kid)
+	if !errors.Is(err, ErrKeyNotFound) {
+		t.Fatalf("err = %v; want ErrKeyNotFound", err)
+	}
+	if msg := err.Error(); len(msg) > 200 || strings.Contains(msg, strings.Repeat("k", 65)) || !strings.Contains(msg, "…(10000 bytes)") {
+		t.Errorf("error not clipped with a marker (%d bytes): %.120s", len(msg), msg)
+	}
+}

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	// Imported as chargeapi: this package's tests have a charge helper.
+	// Imported as chargeapi: this package's tests declare a func named charge.
 	chargeapi "github.com/kyapay/kyapay-go/charge"
 	"github.com/kyapay/kyapay-go/kyapay"
 	"github.com/kyapay/kyapay-go/kyapay/kyapaytest"
