@@ -22,6 +22,16 @@ func (c *Cache) fetch(is *issuer, reason string, at time.Time) error {
 	now := c.s.clock()
 	is.mu.Lock()
 	if err == nil {
+		// A key unchanged since the previous set keeps its pointer, so a
+		// caller holding it can tell it is still published by comparing
+		// pointers.
+		if old := is.keys.Load(); old != nil {
+			for kid, k := range keys {
+				if o, ok := old.keys[kid]; ok && o.Equal(k) {
+					keys[kid] = o
+				}
+			}
+		}
 		is.keys.Store(&keySet{
 			keys:      keys,
 			refreshAt: now.Add(ttl / 5 * 4),

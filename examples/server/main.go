@@ -11,9 +11,14 @@
 //	                    sandbox issuer, https://api.skyfire.xyz for the production
 //	                    issuer, otherwise required
 //	SKYFIRE_API_KEY     required; the seller agent's API key (never logged)
-//	KYAPAY_SELLER_ID    expected aud (seller agent ID); unset: not checked
+//	KYAPAY_SELLER_ID    required; the seller agent's account ID, the expected aud,
+//	                    unless KYAPAY_INSECURE_SKIP_AUDIENCE is 1
+//	KYAPAY_INSECURE_SKIP_AUDIENCE
+//	                    1: accept tokens issued for any seller (aud not checked);
+//	                    only when the seller agent ID cannot be known
 //	KYAPAY_SERVICE_ID   expected ssi (seller service ID); unset: not checked
-//	KYAPAY_ENV          production or sandbox, the expected env claim; unset: not checked
+//	KYAPAY_ENV          production or sandbox, the expected env claim; unset: the
+//	                    Skyfire issuers' own env, other issuers not checked
 //	KYAPAY_PRICE        0.01; USD charged per GET /pay, an exact decimal (at most
 //	                    6 places, greater than zero, no exponent or sign)
 //	KYAPAY_CHARGE_MODE  before (charge, then run the handler) or after (run the

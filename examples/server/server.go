@@ -131,11 +131,12 @@ func newServer(cfg config, logger *slog.Logger) (http.Handler, func() error, err
 		}
 	}()
 	verifier, err := kyapay.NewVerifier(kyapay.VerifierConfig{
-		Issuers:   []string{cfg.Issuer},
-		Keys:      keys,
-		Audience:  cfg.SellerID,
-		ServiceID: cfg.ServiceID,
-		Env:       cfg.Env,
+		Issuers:              []string{cfg.Issuer},
+		Keys:                 keys,
+		Audience:             cfg.SellerID,
+		InsecureSkipAudience: cfg.SkipAud,
+		ServiceID:            cfg.ServiceID,
+		Env:                  cfg.Env,
 	})
 	if err != nil {
 		return nil, nil, err
