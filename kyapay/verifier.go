@@ -286,8 +286,20 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	return v, nil
 }
 
-// Env returns the env claim the verifier expects ("" when it accepts any).
-func (v *Verifier) Env() string { return v.env }
+// Env returns the env claim every trusted issuer's tokens must carry: the
+// configured Env, or the one the presets imply. It is "" when any env is
+// accepted or when issuers expect different envs (production and sandbox
+// presets trusted together).
+func (v *Verifier) Env() string {
+	env := ""
+	for i, r := range v.rules {
+		if i > 0 && r.env != env {
+			return ""
+		}
+		env = r.env
+	}
+	return env
+}
 
 // Close releases what the Verifier owns: the JWKS cache it built when
 // VerifierConfig.Keys was nil. A Verifier given its Keys does not close them.

@@ -29,7 +29,7 @@ func Example_seller() {
 	defer v.Close()
 	cc, _ := chargeapi.New(iss.ChargeConfig())
 	m, _ := middleware.New(middleware.Config{Verifier: v, Charger: cc})
-	seller := m.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	seller := m.MustWrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "the report")
 	}), middleware.Pay(middleware.FixedPrice("0.01")))
 
