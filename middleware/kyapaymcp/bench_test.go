@@ -45,11 +45,7 @@ func (instantCharger) ChargeServicePrice(context.Context, string) (charge.Receip
 func benchSessions(b *testing.B, transport string) (plain, paid *mcp.ClientSession, args map[string]any) {
 	iss := kyapaytest.NewIssuer()
 	b.Cleanup(iss.Close)
-	v, err := kyapay.NewVerifier(kyapay.VerifierConfig{
-		Issuers:    []string{iss.Issuer()},
-		JWKSURLs:   map[string]string{iss.Issuer(): iss.JWKSURL()},
-		HTTPClient: iss.Client(),
-	})
+	v, err := kyapay.NewVerifier(iss.VerifierConfig())
 	if err != nil {
 		b.Fatal(err)
 	}

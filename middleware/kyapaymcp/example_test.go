@@ -91,11 +91,7 @@ func Example() {
 func ExampleAddTool() {
 	iss := kyapaytest.NewIssuer()
 	defer iss.Close()
-	v, err := kyapay.NewVerifier(kyapay.VerifierConfig{
-		Issuers:    []string{iss.Issuer()},
-		JWKSURLs:   map[string]string{iss.Issuer(): iss.JWKSURL()},
-		HTTPClient: iss.Client(),
-	})
+	v, err := kyapay.NewVerifier(iss.VerifierConfig())
 	if err != nil {
 		panic(err)
 	}

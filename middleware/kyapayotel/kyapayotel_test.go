@@ -48,7 +48,7 @@ func session(t *testing.T, s *sdk, obs middleware.Observer) []string {
 	h := otelhttp.NewHandler(mux, "server", otelhttp.WithTracerProvider(s.tp), otelhttp.WithMeterProvider(noop.NewMeterProvider()))
 	big := func(r *http.Request) { r.URL.RawQuery = "size=big" }
 
-	tok := seller.Issuer.Mint(kyapay.TypePay, kyapaytest.Amount("0.3"), kyapaytest.JTI("jti-secret-7"),
+	tok := seller.Issuer.Mint(kyapay.TypePay, kyapaytest.Amount("0.3"), kyapaytest.JTI("7e0b9c1a-5c1d-4b5e-9f3a-2d8c6b1e7a47"),
 		kyapaytest.Subject("agent-secret-sub"), kyapaytest.Email("buyer@example.com"))
 	kya := seller.Issuer.Mint(kyapay.TypeKYA, kyapaytest.Email("kya-buyer@example.com"))
 	spent := seller.SpentElsewhere(t)
@@ -83,7 +83,7 @@ func session(t *testing.T, s *sdk, obs middleware.Observer) []string {
 			t.Fatalf("step %d: a short charge was delivered", i)
 		}
 	}
-	return []string{tok, kya, spent, unknown, short, "jti-secret-7", "agent-secret-sub", "buyer@example.com", "kya-buyer@example.com"}
+	return []string{tok, kya, spent, unknown, short, "7e0b9c1a-5c1d-4b5e-9f3a-2d8c6b1e7a47", "agent-secret-sub", "buyer@example.com", "kya-buyer@example.com"}
 }
 
 func TestMetricsAfterSession(t *testing.T) {

@@ -129,7 +129,7 @@ func session(t *testing.T, obs middleware.Observer) (*sellertest.Seller, []strin
 	}), req))
 	big := func(r *http.Request) { r.URL.RawQuery = "size=big" }
 
-	tok := s.Issuer.Mint(kyapay.TypePay, kyapaytest.Amount("0.3"), kyapaytest.JTI("jti-secret-7"),
+	tok := s.Issuer.Mint(kyapay.TypePay, kyapaytest.Amount("0.3"), kyapaytest.JTI("7e0b9c1a-5c1d-4b5e-9f3a-2d8c6b1e7a47"),
 		kyapaytest.Subject("agent-secret-sub"), kyapaytest.Email("buyer@example.com"))
 	kya := s.Issuer.Mint(kyapay.TypeKYA, kyapaytest.Email("kya-buyer@example.com"))
 	spent := s.SpentElsewhere(t)
@@ -164,7 +164,7 @@ func session(t *testing.T, obs middleware.Observer) (*sellertest.Seller, []strin
 			t.Fatalf("step %d: a short charge was delivered", i)
 		}
 	}
-	return s, []string{tok, kya, spent, unknown, short, "jti-secret-7", "agent-secret-sub", "buyer@example.com", "kya-buyer@example.com"}
+	return s, []string{tok, kya, spent, unknown, short, "7e0b9c1a-5c1d-4b5e-9f3a-2d8c6b1e7a47", "agent-secret-sub", "buyer@example.com", "kya-buyer@example.com"}
 }
 
 func TestScrapeAfterSession(t *testing.T) {
@@ -249,7 +249,7 @@ func TestNoIdentifyingLabels(t *testing.T) {
 	for _, k := range []middleware.EventKind{middleware.EventReconciled, middleware.EventReplayed,
 		middleware.EventKeysRefreshed, middleware.EventKeysRefreshFailed, middleware.EventKeyUnknown} {
 		obs.Observe(context.Background(), middleware.Event{Kind: k, Route: "report", Issuer: "https://issuer.example",
-			JTI: "jti-secret-7", Subject: "agent-secret-sub", Path: "/x", Err: errors.New("agent-secret-sub")})
+			JTI: "7e0b9c1a-5c1d-4b5e-9f3a-2d8c6b1e7a47", Subject: "agent-secret-sub", Path: "/x", Err: errors.New("agent-secret-sub")})
 	}
 	page := scrape(t, url)
 	for _, s := range secrets {
