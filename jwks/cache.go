@@ -43,6 +43,53 @@ type Cache struct {
 	wg        sync.WaitGroup // the refresh loop and running fetches
 	closeOnce sync.Once
 	done      chan struct{} // closed when Close has stopped every goroutine
+
+	// listeners are the functions added with AddRefreshListener, swapped
+	// whole under listenMu and read without locks.
+	listenMu  sync.Mutex
+	listeners atomic.Pointer[[]*refreshListener]
+}
+
+// refreshListener is one AddRefreshListener registration; its address
+// identifies it for removal.
+type refreshListener struct{ fn func(RefreshEvent) }
+
+// AddRefreshListener registers fn to be called after every fetch attempt,
+// like Config.OnRefresh (after it), and returns a function that removes
+// it. Components built after the Cache (a middleware reporting key
+// refreshes to its metrics) use it; the same rules as OnRefresh apply: fn
+// must return quickly and must not call Close.
+func (c *Cache) AddRefreshListener(fn func(RefreshEvent)) (remove func()) {
+	if fn == nil {
+		return func() {}
+	}
+	l := &refreshListener{fn: fn}
+	c.listenMu.Lock()
+	var cur []*refreshListener
+	if p := c.listeners.Load(); p != nil {
+		cur = *p
+	}
+	next := append(append([]*refreshListener(nil), cur...), l)
+	c.listeners.Store(&next)
+	c.listenMu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			c.listenMu.Lock()
+			defer c.listenMu.Unlock()
+			var cur []*refreshListener
+			if p := c.listeners.Load(); p != nil {
+				cur = *p
+			}
+			next := make([]*refreshListener, 0, len(cur))
+			for _, x := range cur {
+				if x != l {
+					next = append(next, x)
+				}
+			}
+			c.listeners.Store(&next)
+		})
+	}
 }
 
 // issuer is the per-issuer state.

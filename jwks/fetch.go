@@ -66,8 +66,9 @@ func (c *Cache) fetch(is *issuer, reason string, at time.Time) error {
 				append(attrs, slog.Int("keys", len(keys)), slog.Int("skipped", skipped), slog.Duration("ttl", ttl))...)
 		}
 	}
-	if c.s.onRefresh != nil {
-		c.s.onRefresh(RefreshEvent{
+	listeners := c.listeners.Load()
+	if c.s.onRefresh != nil || (listeners != nil && len(*listeners) > 0) {
+		ev := RefreshEvent{
 			Issuer:   is.name,
 			URL:      is.shown,
 			Reason:   reason,
@@ -77,7 +78,15 @@ func (c *Cache) fetch(is *issuer, reason string, at time.Time) error {
 			Err:      err,
 			Duration: elapsed,
 			At:       at,
-		})
+		}
+		if c.s.onRefresh != nil {
+			c.s.onRefresh(ev)
+		}
+		if listeners != nil {
+			for _, l := range *listeners {
+				l.fn(ev)
+			}
+		}
 	}
 	select {
 	case c.wake <- struct{}{}:

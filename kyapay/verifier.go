@@ -301,6 +301,10 @@ func (v *Verifier) Env() string {
 	return env
 }
 
+// Keys returns the key source the Verifier looks keys up in: the
+// VerifierConfig.Keys it was given, or the *jwks.Cache it built.
+func (v *Verifier) Keys() KeySource { return v.keys }
+
 // Close releases what the Verifier owns: the JWKS cache it built when
 // VerifierConfig.Keys was nil. A Verifier given its Keys does not close them.
 func (v *Verifier) Close() error {
@@ -467,7 +471,7 @@ func (v *Verifier) verify(ctx context.Context, token string, now time.Time) (*Cl
 	// Key and signature last.
 	pub, err := v.keys.Key(ctx, v.rules[c.rule].keyIssuer, c.KeyID)
 	if err != nil {
-		return nil, keyError(err)
+		return nil, keyError(v.rules[c.rule].keyIssuer, err)
 	}
 	if !verifyES256(pub, token[:dot2], &sig) {
 		return nil, ErrSignatureInvalid
@@ -561,12 +565,31 @@ func (v *Verifier) targetsUs(c *Claims) bool {
 // keyError maps a KeySource error to a refusal: an unknown kid is the
 // token's problem; anything else (keys not loadable, cache closed, issuer
 // not configured in the key source) is the server's.
-func keyError(err error) error {
+func keyError(issuer string, err error) error {
+	err = &KeyError{Issuer: issuer, Err: err}
 	if errors.Is(err, ErrKeyUnknown) || errors.Is(err, jwks.ErrKeyNotFound) {
 		return NewError(CodeKeyUnknown, "", err)
 	}
 	return NewError(CodeKeysUnavailable, "", err)
 }
+
+// KeyError is the internal cause of key_unknown and keys_unavailable
+// refusals: which trusted issuer's keys the lookup was for. Reach it with
+// errors.As on the refusal; its Issuer is one of the configured issuers
+// (bounded, safe as a metric label), never a value taken from an
+// unverified token.
+type KeyError struct {
+	// Issuer is the trusted issuer whose key set was consulted.
+	Issuer string
+	// Err is the key source's error.
+	Err error
+}
+
+// Error returns the key source's error with the issuer.
+func (e *KeyError) Error() string { return "keys of " + e.Issuer + ": " + e.Err.Error() }
+
+// Unwrap returns the key source's error.
+func (e *KeyError) Unwrap() error { return e.Err }
 
 func malformed(why string) error {
 	return NewError(CodeTokenMalformed, "", errors.New(why))

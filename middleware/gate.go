@@ -351,6 +351,10 @@ func (m *Middleware) refusal(ctx context.Context, rt *Route, r *http.Request, er
 		m.emit(ctx, e)
 		if ke.Code == kyapay.CodeKeyUnknown {
 			e.Kind = EventKeyUnknown
+			var kerr *kyapay.KeyError
+			if errors.As(ke.Err, &kerr) {
+				e.Issuer = kerr.Issuer
+			}
 			m.emit(ctx, e)
 		}
 	}
