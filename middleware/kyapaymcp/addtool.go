@@ -18,9 +18,9 @@ import (
 // call that did not pass that gate is refused with internal_error.
 //
 // Call it instead of s.AddTool, not after it. It reports an invalid
-// requirement (see [New]), a tool named in [Config.Tools], or an input
-// schema that already declares the token argument; it panics where
-// s.AddTool panics (a missing or non-object input schema).
+// requirement (see [New]), a tool named in [Config.Tools], a nil handler,
+// or an input schema that already declares the token argument; it panics
+// where s.AddTool panics (a missing or non-object input schema).
 //
 // Adding a tool again under the same name replaces its handler and its
 // requirement. The middleware stays installed, so the name stays gated even
@@ -78,6 +78,22 @@ func AddTool[In, Out any](s *mcp.Server, g *Gate, t *mcp.Tool, req Requirement, 
 	mcp.AddTool(s, t, guardFor(g, t.Name, h))
 	s.AddReceivingMiddleware(g.middleware(gt.only))
 	return nil
+}
+
+// MustAddTool is [Gate.AddTool] for set-up code: it panics where AddTool
+// returns an error.
+func (g *Gate) MustAddTool(s *mcp.Server, t *mcp.Tool, req Requirement, h mcp.ToolHandler) {
+	if err := g.AddTool(s, t, req, h); err != nil {
+		panic(err)
+	}
+}
+
+// MustAddTool is [AddTool] for set-up code: it panics where AddTool
+// returns an error.
+func MustAddTool[In, Out any](s *mcp.Server, g *Gate, t *mcp.Tool, req Requirement, h mcp.ToolHandlerFor[In, Out]) {
+	if err := AddTool(s, g, t, req, h); err != nil {
+		panic(err)
+	}
 }
 
 // guard refuses, with internal_error, a call of the tool name that did not

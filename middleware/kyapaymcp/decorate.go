@@ -5,100 +5,10 @@ import (
 	"encoding/json"
 	"maps"
 	"slices"
-	"strings"
 
 	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
-
-	"github.com/kyapay/kyapay-go/middleware"
 )
-
-// ToolInfo is the [ToolMetaKey] entry of a gated tool's _meta in
-// tools/list: what the tool demands, for programs (an LLM reads the
-// argument's description instead).
-type ToolInfo struct {
-	// AcceptedTokenTypes lists the accepted token types: "kya", "pay",
-	// "kya-pay".
-	AcceptedTokenTypes []string `json:"acceptedTokenTypes"`
-	// IdentityFields lists the hid fields the token must carry.
-	IdentityFields []string `json:"identityFields,omitempty"`
-	// Paid reports whether calls are charged.
-	Paid bool `json:"paid"`
-	// RequiredAmount and Currency state a fixed price per call; they are
-	// absent when the price is set per call or by the Skyfire service.
-	RequiredAmount string `json:"requiredAmount,omitempty"`
-	Currency       string `json:"currency,omitempty"`
-	// Charge is when a paid call is charged: "after" (only a successful
-	// result) or "before" (before the tool runs).
-	Charge string `json:"charge,omitempty"`
-	// Argument, Header and MetaKey are where the token may travel: the
-	// tool argument, the HTTP header, the request _meta key.
-	Argument string `json:"argument"`
-	Header   string `json:"header"`
-	MetaKey  string `json:"metaKey"`
-	// CreateTokenURL documents how to create a token.
-	CreateTokenURL string `json:"createTokenUrl"`
-}
-
-func (g *Gate) toolInfo(rt *middleware.Route) ToolInfo {
-	info := ToolInfo{
-		AcceptedTokenTypes: typeList(rt.Accepted()),
-		IdentityFields:     rt.IdentityFields(),
-		Paid:               rt.Paid(),
-		Argument:           g.arg,
-		Header:             g.header,
-		MetaKey:            MetaKey,
-		CreateTokenURL:     middleware.DefaultCreateTokenURL,
-	}
-	if info.Paid {
-		info.Charge = rt.Timing().String()
-		if p, ok := rt.FixedPrice(); ok {
-			info.RequiredAmount, info.Currency = p.String(), "USD"
-		}
-	}
-	return info
-}
-
-// describe writes the description of the token argument: what to pass,
-// what it costs, where to get one.
-func (g *Gate) describe(info *ToolInfo) string {
-	var b strings.Builder
-	b.WriteString("Skyfire KYAPay token for this tool: a ")
-	b.WriteString(orList(info.AcceptedTokenTypes))
-	b.WriteString(` token, the JWT itself (it starts with "ey"), not its ID.`)
-	switch {
-	case info.Paid && info.RequiredAmount != "":
-		b.WriteString(" Each call costs ")
-		b.WriteString(info.RequiredAmount)
-		b.WriteString(" USD")
-	case info.Paid:
-		b.WriteString(" Each call is charged a price set per call")
-	default:
-		b.WriteString(" Calls are not charged.")
-	}
-	if info.Paid {
-		if info.Charge == "before" {
-			b.WriteString(", charged before the tool runs.")
-		} else {
-			b.WriteString(", charged only when the call succeeds.")
-		}
-	}
-	if len(info.IdentityFields) > 0 {
-		b.WriteString(" The token must carry these identity fields: ")
-		b.WriteString(strings.Join(info.IdentityFields, ", "))
-		b.WriteByte('.')
-	}
-	b.WriteString(" Create one with Skyfire (")
-	b.WriteString(info.CreateTokenURL)
-	b.WriteString("; account at ")
-	b.WriteString(g.signupURL)
-	b.WriteString("). Clients may send it in the ")
-	b.WriteString(g.header)
-	b.WriteString(` HTTP header or in _meta["`)
-	b.WriteString(MetaKey)
-	b.WriteString(`"] instead.`)
-	return b.String()
-}
 
 // decorateList returns res with every tool lookup knows replaced by a
 // decorated copy. The SDK hands out its stored *mcp.Tool values, which must
@@ -128,13 +38,19 @@ func (g *Gate) decorateList(res *mcp.ListToolsResult, lookup func(string) *tool)
 }
 
 // decorateTool returns a copy of t advertising gt: the token argument in
-// its input schema and a ToolInfo in its _meta.
+// its input schema, a line in its description and a *ToolInfo in its
+// _meta.
 func (g *Gate) decorateTool(t *mcp.Tool, gt *tool) *mcp.Tool {
 	cp := *t
 	cp.Meta = make(mcp.Meta, len(t.Meta)+1)
 	maps.Copy(cp.Meta, t.Meta)
 	cp.Meta[ToolMetaKey] = gt.info
-	cp.InputSchema = withProperty(t.InputSchema, g.arg, gt.desc)
+	cp.InputSchema = withProperty(t.InputSchema, g.arg, gt.argDesc)
+	if cp.Description == "" {
+		cp.Description = gt.descLine
+	} else {
+		cp.Description += "\n\n" + gt.descLine
+	}
 	return &cp
 }
 

@@ -25,6 +25,9 @@
 //	err = kyapaymcp.AddTool(server, g, &mcp.Tool{Name: "quote"}, req, quoteHandler) // typed, as mcp.AddTool
 //	err = g.AddTool(server, rawTool, req, rawHandler)                               // raw, as Server.AddTool
 //
+// [MustAddTool] and [Gate.MustAddTool] panic where these return an error,
+// for set-up code.
+//
 // Tools not listed are free: the gate does not touch their calls. Protocol
 // methods (initialize, server/discover, ping, tools/list, notifications)
 // are never gated.
@@ -35,9 +38,9 @@
 // streamable-HTTP request (the Middleware's header, skyfire-pay-id by
 // default, read from the SDK's RequestExtra.Header, never from the
 // context, which in stateful sessions is the initialize request's); the
-// request's _meta, under [MetaKey] ("xyz.skyfire/pay-id") or under the
-// header name; and the tool argument ([DefaultArgument], "skyfire-pay-id",
-// or [Config.Argument]). An agent's model usually passes it as the argument,
+// request's _meta, under [Config.MetaKey] ([DefaultMetaKey],
+// "xyz.skyfire/pay-id") or under the header name; and the tool argument
+// ([Config.Argument], [DefaultArgument], "skyfire-pay-id"). An agent's model usually passes it as the argument,
 // since it cannot set HTTP headers. The same token in several places is
 // fine; two different tokens are refused with token_ambiguous, two header
 // lines too, and a token that is not a string with token_malformed.
@@ -55,9 +58,12 @@
 // Each gated tool is listed with the argument added to its input schema, a
 // string property whose description tells a model which token type to pass,
 // the price in USD and when it is charged, the identity fields it needs and
-// where to create a token, and with a [ToolInfo] under [ToolMetaKey] in its
-// _meta for programs. The SDK hands middleware its stored *mcp.Tool values,
-// so the gate decorates copies and never changes a registered tool.
+// where to create a token; with a line saying the same in short appended to
+// its description; and with a *[ToolInfo] under [ToolMetaKey] in its _meta
+// for programs. The SDK hands middleware its stored *mcp.Tool values, so
+// the gate decorates copies and never changes a registered tool. The texts
+// and the _meta entry are the same as those of
+// github.com/kyapay/kyapay-go/middleware/kyapaymcpgo, word for word.
 //
 // # Charging
 //
@@ -70,21 +76,22 @@
 // If Skyfire declines the charge or its outcome is unknown, the tool's
 // output is withheld and the call gets the refusal instead; an unknown
 // outcome (charge_unknown) never tells the agent to pay again. A
-// ChargeBefore tool is charged before it runs, whatever it returns, on each
-// tools/call: tools that ask for input over several round trips should keep
-// the default timing.
+// ChargeBefore tool (only a priced tool may be one) is charged before it
+// runs, whatever it returns, on each tools/call: tools that ask for input
+// over several round trips should keep the default timing.
 //
 // The receipt of a charged call is added to the result's _meta under
-// [ReceiptMetaKey] as a *[Receipt] (an object in JSON).
+// [ReceiptMetaKey] as a *[Receipt]: {"amountCharged": "0.01",
+// "remainingBalance": "9.99"} in JSON.
 //
 // # Refusals
 //
 // A refused call gets a tool error result, isError true, so the model sees
 // it and can correct itself: the Middleware's refusal text (Skyfire's seed
 // text under [middleware.PolicySeed], followed, where a token would help,
-// by a sentence naming the argument) in content, and a [RefusalContent]
-// with the code, accepted types, required amount, header, argument and
-// _meta key in structuredContent.
+// by a sentence naming the argument) in content, and a
+// [middleware.RefusalDetail] with the code, accepted types, required
+// amount, header, argument and _meta key in structuredContent.
 //
 // # In the tool handler
 //

@@ -44,6 +44,8 @@ func TestInstallErrors(t *testing.T) {
 		{"zero price", m, kyapaymcp.Config{Tools: map[string]kyapaymcp.Requirement{"q": {Requirement: middleware.Pay(middleware.FixedPrice("0"))}}}, "greater than zero"},
 		{"unknown field", m, kyapaymcp.Config{Tools: map[string]kyapaymcp.Requirement{"q": {Requirement: middleware.Identity("shoe_size")}}}, "unknown identity field"},
 		{"empty name", m, kyapaymcp.Config{Tools: map[string]kyapaymcp.Requirement{"": reqQuote}}, "empty tool name"},
+		{"meta key", m, kyapaymcp.Config{MetaKey: "pay id"}, "invalid _meta key"},
+		{"before, no price", m, kyapaymcp.Config{Tools: map[string]kyapaymcp.Requirement{"q": {Requirement: middleware.Identity("email"), ChargeBefore: true}}}, "ChargeBefore set on a tool without a price"},
 	} {
 		if _, err := kyapaymcp.New(tc.m, tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: New error %v, want %q", tc.name, err, tc.want)
@@ -77,6 +79,7 @@ func TestInstallErrors(t *testing.T) {
 				return nil, nil, nil
 			}), "has an argument"},
 		{"PriceFunc", g.AddTool(server, &mcp.Tool{Name: "pf", InputSchema: obj()}, priceFunc, raw), "use middleware.ContextPrice"},
+		{"before, no price", g.AddTool(server, &mcp.Tool{Name: "bf", InputSchema: obj()}, kyapaymcp.Requirement{ChargeBefore: true}, raw), "without a price"},
 		{"nil handler", g.AddTool(server, &mcp.Tool{Name: "nh", InputSchema: obj()}, reqQuote, nil), "nil tool handler"},
 		{"nil tool", g.AddTool(server, nil, reqQuote, raw), "nil *mcp.Tool"},
 		{"nil server", g.AddTool(nil, &mcp.Tool{Name: "ns", InputSchema: obj()}, reqQuote, raw), "nil *mcp.Server"},

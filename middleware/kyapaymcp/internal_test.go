@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"net/http"
 	"reflect"
 	"strings"
 	"testing"
@@ -48,7 +47,7 @@ func TestGuardRefusesUngatedCall(t *testing.T) {
 		"other tool": mark(g, "report"),
 	} {
 		res, err := raw(ctx, req)
-		if err != nil || !res.IsError || res.StructuredContent.(RefusalContent).Error != kyapay.CodeInternal {
+		if err != nil || !res.IsError || res.StructuredContent.(middleware.RefusalDetail).Error != kyapay.CodeInternal {
 			t.Errorf("%s: raw handler answered %v %v", name, res, err)
 		}
 		if _, _, err := typed(ctx, req, struct{}{}); kyapay.CodeOf(err) != kyapay.CodeInternal {
@@ -66,28 +65,6 @@ func TestGuardRefusesUngatedCall(t *testing.T) {
 	}
 	if ran != 2 {
 		t.Errorf("handlers ran %d times, want 2", ran)
-	}
-}
-
-// needsRequest tells PriceFunc prices from the others.
-func TestNeedsRequest(t *testing.T) {
-	for _, tc := range []struct {
-		p    middleware.Price
-		want bool
-	}{
-		{middleware.PriceFunc(func(*http.Request) (kyapay.Amount, error) { return kyapay.Amount{}, nil }), true},
-		{middleware.PriceFunc(nil), false}, // refused by Route anyway
-		{middleware.Price{}, false},
-		{middleware.FixedPrice("0.01"), false},
-		{middleware.ServicePrice(), false},
-		{middleware.ContextPrice(func(context.Context) (kyapay.Amount, error) { return kyapay.Amount{}, nil }), false},
-	} {
-		if got := needsRequest(tc.p); got != tc.want {
-			t.Errorf("needsRequest(%+v) = %v", tc.p, got)
-		}
-	}
-	if !reflect.ValueOf(middleware.Price{}).FieldByName("fn").IsValid() {
-		t.Fatal("middleware.Price has no field fn any more: needsRequest cannot see PriceFunc prices")
 	}
 }
 

@@ -47,10 +47,10 @@ func TestToolsListDecorates(t *testing.T) {
 				{"quote", []string{"a pay or kya-pay token", `starts with "ey"`, "costs 0.01 USD", "charged only when the call succeeds",
 					middleware.DefaultCreateTokenURL, "skyfire-pay-id HTTP header", `_meta["xyz.skyfire/pay-id"]`},
 					map[string]any{"acceptedTokenTypes": []any{"pay", "kya-pay"}, "paid": true, "requiredAmount": "0.01",
-						"currency": "USD", "charge": "after", "argument": "skyfire-pay-id", "header": "skyfire-pay-id",
-						"metaKey": kyapaymcp.MetaKey, "createTokenUrl": middleware.DefaultCreateTokenURL}},
+						"currency": "USD", "chargeTiming": "after", "argument": "skyfire-pay-id", "header": "skyfire-pay-id",
+						"metaKey": kyapaymcp.DefaultMetaKey, "createTokenUrl": middleware.DefaultCreateTokenURL}},
 				{"before", []string{"costs 0.01 USD", "charged before the tool runs"},
-					map[string]any{"charge": "before", "requiredAmount": "0.01"}},
+					map[string]any{"chargeTiming": "before", "requiredAmount": "0.01"}},
 				{"typed", []string{"costs 0.01 USD"}, map[string]any{"paid": true}},
 				{"whoami", []string{"a kya or kya-pay token", "not charged", "identity fields: email"},
 					map[string]any{"acceptedTokenTypes": []any{"kya", "kya-pay"}, "paid": false, "identityFields": []any{"email"}}},
@@ -148,7 +148,7 @@ func TestPaidCallTokenPlaces(t *testing.T) {
 					case "header":
 						c.setHeader(tok)
 					case "meta":
-						meta = mcp.Meta{kyapaymcp.MetaKey: tok, "trace": "t1"}
+						meta = mcp.Meta{kyapaymcp.DefaultMetaKey: tok, "trace": "t1"}
 					case "meta-header-name":
 						meta = mcp.Meta{kyapay.HeaderName: tok, "trace": "t1"}
 					}
@@ -160,14 +160,14 @@ func TestPaidCallTokenPlaces(t *testing.T) {
 						t.Errorf("%s: %d charges, want 1", place, n)
 					}
 					rc := receiptOf(t, res)
-					if rc["amountCharged"] != "0.01" || rc["currency"] != "USD" || rc["remainingBalance"] != "9.99" {
+					if len(rc) != 2 || rc["amountCharged"] != "0.01" || rc["remainingBalance"] != "9.99" {
 						t.Errorf("%s: receipt %v", place, rc)
 					}
 					if got := h.rec.lastArgs("quote"); got != `{"symbol":"ACME"}` {
 						t.Errorf("%s: tool saw arguments %s", place, got)
 					}
 					m := h.rec.lastMeta("quote")
-					if _, ok := m[kyapaymcp.MetaKey]; ok {
+					if _, ok := m[kyapaymcp.DefaultMetaKey]; ok {
 						t.Errorf("%s: tool saw the _meta token", place)
 					}
 					if _, ok := m[kyapay.HeaderName]; ok {
@@ -195,7 +195,7 @@ func TestTwoTokens(t *testing.T) {
 	b := h.seller.Issuer.Mint(kyapay.TypePay)
 
 	c.setHeader(a)
-	res := c.call(t, "quote", map[string]any{kyapaymcp.DefaultArgument: a}, mcp.Meta{kyapaymcp.MetaKey: a})
+	res := c.call(t, "quote", map[string]any{kyapaymcp.DefaultArgument: a}, mcp.Meta{kyapaymcp.DefaultMetaKey: a})
 	if res.IsError || h.charges(a) != 1 {
 		t.Fatalf("same token thrice: %v %q, %d charges", res.IsError, resultText(res), h.charges(a))
 	}
@@ -208,9 +208,9 @@ func TestTwoTokens(t *testing.T) {
 		meta   mcp.Meta
 	}{
 		{"header and argument", a, map[string]any{kyapaymcp.DefaultArgument: b}, nil},
-		{"header and meta", a, nil, mcp.Meta{kyapaymcp.MetaKey: b}},
-		{"meta and argument", "", map[string]any{kyapaymcp.DefaultArgument: b}, mcp.Meta{kyapaymcp.MetaKey: a}},
-		{"two meta keys", "", nil, mcp.Meta{kyapaymcp.MetaKey: a, kyapay.HeaderName: b}},
+		{"header and meta", a, nil, mcp.Meta{kyapaymcp.DefaultMetaKey: b}},
+		{"meta and argument", "", map[string]any{kyapaymcp.DefaultArgument: b}, mcp.Meta{kyapaymcp.DefaultMetaKey: a}},
+		{"two meta keys", "", nil, mcp.Meta{kyapaymcp.DefaultMetaKey: a, kyapay.HeaderName: b}},
 	} {
 		c.setHeader(tc.header)
 		res := c.call(t, "quote", tc.args, tc.meta)
@@ -244,7 +244,7 @@ func TestUnpaidCallRefused(t *testing.T) {
 			want := map[string]any{
 				"error": "token_missing", "message": sellertest.SeedPay + argSentence,
 				"acceptedTokenTypes": []any{"pay", "kya-pay"}, "requiredAmount": "0.01", "currency": "USD",
-				"header": "skyfire-pay-id", "argument": "skyfire-pay-id", "metaKey": kyapaymcp.MetaKey,
+				"header": "skyfire-pay-id", "argument": "skyfire-pay-id", "metaKey": kyapaymcp.DefaultMetaKey,
 				"createTokenUrl": middleware.DefaultCreateTokenURL,
 			}
 			if fmt.Sprint(sc) != fmt.Sprint(want) {
@@ -297,7 +297,7 @@ func TestMalformedTokenPlaces(t *testing.T) {
 	}{
 		{map[string]any{kyapaymcp.DefaultArgument: 42}, nil},
 		{map[string]any{kyapaymcp.DefaultArgument: map[string]any{"token": tok}}, nil},
-		{nil, mcp.Meta{kyapaymcp.MetaKey: []string{tok}}},
+		{nil, mcp.Meta{kyapaymcp.DefaultMetaKey: []string{tok}}},
 	} {
 		res := c.call(t, "quote", tc.args, tc.meta)
 		if code := structured(t, res)["error"]; !res.IsError || code != string(kyapay.CodeTokenMalformed) {
@@ -721,7 +721,7 @@ func TestTokenNeverLogged(t *testing.T) {
 	for _, tok := range []string{good, expired, spent} {
 		c.call(t, "quote", map[string]any{kyapaymcp.DefaultArgument: tok}, nil)
 		_, _ = c.CallTool(t.Context(), &mcp.CallToolParams{Name: "crash", Arguments: map[string]any{kyapaymcp.DefaultArgument: tok}})
-		c.call(t, "typed", map[string]any{kyapaymcp.DefaultArgument: tok, "city": 1}, mcp.Meta{kyapaymcp.MetaKey: tok})
+		c.call(t, "typed", map[string]any{kyapaymcp.DefaultArgument: tok, "city": 1}, mcp.Meta{kyapaymcp.DefaultMetaKey: tok})
 	}
 	c.setHeader(good)
 	c.call(t, "quote", map[string]any{kyapaymcp.DefaultArgument: other}, nil)

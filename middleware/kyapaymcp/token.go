@@ -2,11 +2,8 @@ package kyapaymcp
 
 import (
 	"encoding/json"
-	"strings"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
-
-	"github.com/kyapay/kyapay-go/kyapay"
 )
 
 // found is what takeToken found in one call.
@@ -22,105 +19,46 @@ type found struct {
 }
 
 // takeToken finds the token of a call in, in order, the HTTP header of the
-// request that carried it, the request's _meta (MetaKey, then the header
-// name) and the tool argument, and removes it from the arguments and the
-// _meta. Every occurrence is removed, whatever the outcome. The returned
-// error is for arguments that are not a JSON object.
+// request that carried it, the request's _meta (the gate's _meta key, then
+// the header name) and the tool argument, and removes it from the
+// arguments and the _meta. Every occurrence is removed, whatever the
+// outcome. The returned error is for arguments that are not a JSON object.
 func (g *Gate) takeToken(call *mcp.CallToolRequest) (found, error) {
+	fd := finder{c: &g.common}
 	f := found{meta: call.Params.Meta}
-	var ambiguous, malformed string // where the first offending value was
-	firstPlace := ""
-	add := func(place, tok string) {
-		tok = strings.TrimSpace(tok)
-		switch {
-		case tok == "":
-		case f.token == "":
-			f.token, firstPlace = tok, place
-		case tok != f.token && ambiguous == "":
-			ambiguous = place
-		}
-	}
-
 	if extra := call.GetExtra(); extra != nil && extra.Header != nil {
-		switch vals := extra.Header.Values(g.header); len(vals) {
-		case 0:
-		case 1:
-			add(g.places[placeHeader], vals[0])
-		default:
-			f.err = kyapay.NewError(kyapay.CodeTokenAmbiguous, "more than one "+g.header+" header", nil)
-		}
+		fd.headerValues(extra.Header.Values(g.header))
 	}
-
 	if m := call.Params.Meta; m != nil {
-		keys := [2]string{MetaKey, g.header}
-		stripped := false
-		for i, k := range keys {
-			v, ok := m[k]
-			if !ok {
-				continue
-			}
-			if !stripped {
-				f.meta = make(mcp.Meta, len(m))
-				for mk, mv := range m {
-					if mk != keys[0] && mk != keys[1] {
-						f.meta[mk] = mv
-					}
-				}
-				stripped = true
-			}
-			place := g.places[placeMeta+i]
-			switch v := v.(type) {
-			case nil:
-			case string:
-				add(place, v)
-			default:
-				if malformed == "" {
-					malformed = place
+		v1, ok1 := m[g.metaKey]
+		v2, ok2 := m[g.header]
+		if ok1 || ok2 {
+			f.meta = make(mcp.Meta, len(m))
+			for k, v := range m {
+				if k != g.metaKey && k != g.header {
+					f.meta[k] = v
 				}
 			}
 		}
+		if ok1 {
+			fd.value(placeMeta, v1)
+		}
+		if ok2 {
+			fd.value(placeMetaHeader, v2)
+		}
 	}
-
 	args, vals, err := splitArgument(call.Params.Arguments, g.arg)
 	if err != nil {
 		return found{}, err
 	}
 	f.args = args
 	for _, v := range vals {
-		if !v.notString {
-			add(g.places[placeArgument], v.token)
-		} else if malformed == "" {
-			malformed = g.places[placeArgument]
+		if v.notString {
+			fd.notString(placeArgument)
+		} else {
+			fd.add(placeArgument, v.token)
 		}
 	}
-
-	switch {
-	case f.err != nil:
-	case malformed != "":
-		f.err = kyapay.NewError(kyapay.CodeTokenMalformed, "the token in "+malformed+" is not a string", nil)
-	case ambiguous != "":
-		f.err = kyapay.NewError(kyapay.CodeTokenAmbiguous,
-			"the request carries two different tokens, in "+firstPlace+" and in "+ambiguous, nil)
-	}
-	if f.err != nil {
-		f.token = ""
-	}
+	f.token, f.err = fd.result()
 	return f, nil
-}
-
-// Indexes of Gate.places, the names of the places a token may be in.
-const (
-	placeHeader     = iota // the header
-	placeMeta              // _meta[MetaKey]
-	placeMetaHeader        // _meta[header name]
-	placeArgument          // the tool argument
-)
-
-func (g *Gate) initPlaces() {
-	g.places = [4]string{
-		"the " + g.header + " header",
-		`_meta["` + MetaKey + `"]`,
-		`_meta["` + g.header + `"]`,
-		"the " + g.arg + " argument",
-	}
 }
