@@ -27,8 +27,8 @@ import (
 func benchServers(b *testing.B) (paid, plain *server.MCPServer, tok string) {
 	b.Helper()
 	e := sellertest.New(b, func(c *middleware.Config) { c.Charger = &instantCharger{} })
-	g, err := kyapaymcpgo.New(kyapaymcpgo.Config{Middleware: e.Middleware,
-		Tools: map[string]middleware.Requirement{"quote": middleware.Pay(middleware.FixedPrice("0.01"))}})
+	g, err := kyapaymcpgo.New(e.Middleware, kyapaymcpgo.Config{
+		Tools: map[string]kyapaymcpgo.Requirement{"quote": {Requirement: middleware.Pay(middleware.FixedPrice("0.01"))}}})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -28,12 +28,9 @@ func Example() {
 	defer iss.Close()
 	m := newMiddleware(iss)
 
-	g, err := kyapaymcpgo.New(kyapaymcpgo.Config{
-		Middleware: m,
-		Tools: map[string]middleware.Requirement{
-			"quote": middleware.Pay(middleware.FixedPrice("0.01")),
-		},
-	})
+	g, err := kyapaymcpgo.New(m, kyapaymcpgo.Config{Tools: map[string]kyapaymcpgo.Requirement{
+		"quote": {Requirement: middleware.Pay(middleware.FixedPrice("0.01"))},
+	}})
 	if err != nil {
 		panic(err)
 	}
@@ -73,28 +70,30 @@ func Example() {
 	// charges: 1
 }
 
-// The per-tool wrapper returns the tool with the token argument declared
-// in its stored input schema, and its handler gated, so the tool is paid
-// for on a server where Install was never called. Here the tool charges
-// before its handler runs, which can then read the receipt.
+// The per-tool form returns the tool, with its requirement, the token
+// argument declared in its stored input schema and its handler gated, so
+// the tool is paid for on a server where Install was never called. Here
+// the tool charges before its handler runs, which can then read the
+// receipt.
 func ExampleGate_Tool() {
 	iss := kyapaytest.NewIssuer(kyapaytest.WithAudience("seller-1"))
 	defer iss.Close()
-	g, err := kyapaymcpgo.New(kyapaymcpgo.Config{
-		Middleware:   newMiddleware(iss),
-		Tools:        map[string]middleware.Requirement{"render": middleware.Pay(middleware.FixedPrice("0.25"))},
-		ChargeBefore: []string{"render"},
-	})
+	g, err := kyapaymcpgo.New(newMiddleware(iss), kyapaymcpgo.Config{})
 	if err != nil {
 		panic(err)
 	}
 	s := server.NewMCPServer("seller", "1.0.0", server.WithInputSchemaValidation(), server.WithStrictInputSchemaDefault())
-	st := g.Tool(mcp.NewTool("render"), func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-		rc, _ := middleware.ReceiptFromContext(ctx)
-		return mcp.NewToolResultText("rendered; paid " + rc.AmountCharged.String() + " USD"), nil
-	})
+	st, err := g.Tool(mcp.NewTool("render"),
+		kyapaymcpgo.Requirement{Requirement: middleware.Pay(middleware.FixedPrice("0.25")), ChargeBefore: true},
+		func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			rc, _ := middleware.ReceiptFromContext(ctx)
+			return mcp.NewToolResultText("rendered; paid " + rc.AmountCharged.String() + " USD"), nil
+		})
+	if err != nil {
+		panic(err)
+	}
 	s.AddTools(st)
-	fmt.Println(st.Tool.Meta.AdditionalFields[kyapaymcpgo.ToolMetaKey].(*kyapaymcpgo.Advert).ChargeTiming)
+	fmt.Println(st.Tool.Meta.AdditionalFields[kyapaymcpgo.ToolMetaKey].(*kyapaymcpgo.ToolInfo).ChargeTiming)
 
 	srv := httptest.NewServer(server.NewStreamableHTTPServer(s))
 	defer srv.Close()

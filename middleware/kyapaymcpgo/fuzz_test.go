@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/mark3labs/mcp-go/mcp"
@@ -22,22 +23,26 @@ func FuzzResolve(f *testing.F) {
 	f.Add([]byte(`{"name":"t","arguments":{"skyfire-pay-id":7,"n":12345678901234567890}}`), "")
 	f.Add([]byte(`{"name":"t","arguments":[1,2],"_meta":{"xyz.skyfire/pay-id":{"a":1}}}`), "h")
 	f.Add([]byte(`{"name":"t","arguments":"str"}`), "")
-	g := &Gate{arg: DefaultArgument, metaKey: DefaultMetaKey, header: kyapay.HeaderName}
+	f.Add([]byte(`{"name":"t","_meta":{"skyfire-pay-id":" eyA ","xyz.skyfire/pay-id":"eyA"}}`), "eyA")
+	g := &Gate{common{arg: DefaultArgument, metaKey: DefaultMetaKey, header: kyapay.HeaderName}}
+	g.initPlaces()
 	f.Fuzz(func(t *testing.T, params []byte, header string) {
 		var p mcp.CallToolParams
 		if json.Unmarshal(params, &p) != nil {
 			return
 		}
 		before, _ := json.Marshal(p.Arguments)
-		sources := map[string]bool{header: true}
+		sources := map[string]bool{strings.TrimSpace(header): true}
 		if args, ok := p.Arguments.(map[string]any); ok {
 			if s, ok := args[DefaultArgument].(string); ok {
-				sources[s] = true
+				sources[strings.TrimSpace(s)] = true
 			}
 		}
 		if p.Meta != nil {
-			if s, ok := p.Meta.AdditionalFields[DefaultMetaKey].(string); ok {
-				sources[s] = true
+			for _, k := range []string{DefaultMetaKey, kyapay.HeaderName} {
+				if s, ok := p.Meta.AdditionalFields[k].(string); ok {
+					sources[strings.TrimSpace(s)] = true
+				}
 			}
 		}
 		req := mcp.CallToolRequest{Params: p, Header: http.Header{}}

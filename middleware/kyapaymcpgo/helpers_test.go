@@ -24,18 +24,23 @@ import (
 	"github.com/kyapay/kyapay-go/middleware/kyapaymcpgo"
 )
 
-// tools are the requirements of the test server's tools.
-func tools() map[string]middleware.Requirement {
-	pay := middleware.Pay(middleware.FixedPrice("0.01"))
-	return map[string]middleware.Requirement{
-		"quote":   pay,
-		"whoami":  middleware.Identity("email"),
-		"fail":    pay,
-		"boom":    pay,
-		"typed":   pay,
-		"confirm": pay,
-		"render":  pay,
-		"long":    pay,
+// The requirements of the test tools.
+var (
+	reqPay    = kyapaymcpgo.Requirement{Requirement: middleware.Pay(middleware.FixedPrice("0.01"))}
+	reqBefore = kyapaymcpgo.Requirement{Requirement: middleware.Pay(middleware.FixedPrice("0.01")), ChargeBefore: true}
+	reqWhoami = kyapaymcpgo.Requirement{Requirement: middleware.Identity("email")}
+)
+
+// tools are the requirements of the test server's gated tools.
+func tools() map[string]kyapaymcpgo.Requirement {
+	return map[string]kyapaymcpgo.Requirement{
+		"quote":   reqPay,
+		"whoami":  reqWhoami,
+		"fail":    reqPay,
+		"boom":    reqPay,
+		"typed":   reqPay,
+		"confirm": reqPay,
+		"render":  reqBefore,
 	}
 }
 
@@ -67,7 +72,7 @@ func (r *recorder) saw(req mcp.CallToolRequest) {
 	}
 	if req.Params.Meta != nil {
 		for k := range req.Params.Meta.AdditionalFields {
-			if strings.HasPrefix(k, "xyz.skyfire/") {
+			if strings.HasPrefix(k, "xyz.skyfire/") || k == kyapay.HeaderName {
 				r.seen = append(r.seen, "meta:"+k)
 			}
 		}
@@ -99,9 +104,10 @@ type Strict struct {
 	City string `json:"city"`
 }
 
-// addTools registers the test tools on s. wrap, when set, registers each
-// gated tool through the gate's per-tool wrapper.
-func addTools(s *server.MCPServer, rec *recorder, g *kyapaymcpgo.Gate) {
+// addTools registers the test tools on s. g, when set, registers each
+// gated tool through the gate's per-tool form with its requirement in
+// reqs.
+func addTools(t testing.TB, s *server.MCPServer, rec *recorder, g *kyapaymcpgo.Gate, reqs map[string]kyapaymcpgo.Requirement) {
 	add := func(tl mcp.Tool, h server.ToolHandlerFunc) {
 		h0 := h
 		h = func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
@@ -109,7 +115,11 @@ func addTools(s *server.MCPServer, rec *recorder, g *kyapaymcpgo.Gate) {
 			return h0(ctx, req)
 		}
 		if g != nil && tl.Name != "echo" {
-			s.AddTools(g.Tool(tl, h))
+			st, err := g.Tool(tl, reqs[tl.Name], h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.AddTools(st)
 			return
 		}
 		s.AddTool(tl, h)
@@ -181,11 +191,16 @@ type envOpts struct {
 func newEnv(t testing.TB, o envOpts) *env {
 	t.Helper()
 	seller := sellertest.New(t, o.mw...)
-	cfg := kyapaymcpgo.Config{Middleware: seller.Middleware, Tools: tools(), ChargeBefore: []string{"render"}}
+	// Gated tools are listed in Config.Tools, or registered with their
+	// requirement through the per-tool form.
+	cfg := kyapaymcpgo.Config{Tools: tools()}
+	if o.perTool {
+		cfg.Tools = map[string]kyapaymcpgo.Requirement{}
+	}
 	if o.cfg != nil {
 		o.cfg(&cfg)
 	}
-	g, err := kyapaymcpgo.New(cfg)
+	g, err := kyapaymcpgo.New(seller.Middleware, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +210,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 	if o.perTool {
 		wrap = g
 	}
-	addTools(s, rec, wrap)
+	addTools(t, s, rec, wrap, tools())
 	if o.extraTools != nil {
 		o.extraTools(s, g)
 	}
@@ -240,12 +255,14 @@ func (e *env) connect(t testing.TB, opts ...client.ClientOption) *client.Client 
 }
 
 // call is one tool call's parameters: the token goes in the argument, the
-// header or _meta.
+// header (every line of headers), _meta[DefaultMetaKey] or _meta under the
+// header name.
 type call struct {
-	args   map[string]any
-	header string
-	meta   string
-	task   bool
+	args       map[string]any
+	header     string
+	headers    []string
+	meta       string
+	metaHeader string
 }
 
 func (e *env) call(t testing.TB, c *client.Client, name string, cl call) *mcp.CallToolResult {
@@ -262,11 +279,22 @@ func (e *env) callErr(c *client.Client, name string, cl call) (*mcp.CallToolResu
 	req.Params.Name = name
 	req.Params.Arguments = cl.args
 	if cl.header != "" {
-		req.Header = map[string][]string{}
-		req.Header.Set(kyapay.HeaderName, cl.header)
+		cl.headers = append(cl.headers, cl.header)
 	}
-	if cl.meta != "" {
-		req.Params.Meta = &mcp.Meta{AdditionalFields: map[string]any{kyapaymcpgo.DefaultMetaKey: cl.meta}}
+	if len(cl.headers) > 0 {
+		req.Header = map[string][]string{}
+		for _, h := range cl.headers {
+			req.Header.Add(kyapay.HeaderName, h)
+		}
+	}
+	if cl.meta != "" || cl.metaHeader != "" {
+		req.Params.Meta = &mcp.Meta{AdditionalFields: map[string]any{}}
+		if cl.meta != "" {
+			req.Params.Meta.AdditionalFields[kyapaymcpgo.DefaultMetaKey] = cl.meta
+		}
+		if cl.metaHeader != "" {
+			req.Params.Meta.AdditionalFields[kyapay.HeaderName] = cl.metaHeader
+		}
 	}
 	return c.CallTool(context.Background(), req)
 }

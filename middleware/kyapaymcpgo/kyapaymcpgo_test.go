@@ -75,7 +75,7 @@ func TestListToolsAdvertisesTokenArgumentAndPrice(t *testing.T) {
 					t.Fatalf("round %d: quote argument schema = %v; want a string property", round, arg)
 				}
 				desc, _ := arg["description"].(string)
-				for _, want := range []string{"0.01 USD per call", "charged only if the call succeeds", "pay, kya-pay",
+				for _, want := range []string{"costs 0.01 USD", "charged only when the call succeeds", "pay or kya-pay",
 					"https://docs.skyfire.xyz/reference/create-token", `"ey"`, "skyfire-pay-id HTTP header", `"xyz.skyfire/pay-id"`} {
 					if !strings.Contains(desc, want) {
 						t.Errorf("argument description lacks %q: %s", want, desc)
@@ -88,8 +88,8 @@ func TestListToolsAdvertisesTokenArgumentAndPrice(t *testing.T) {
 					t.Errorf("description = %q; want the seller's text and one price line", quote.Description)
 				}
 				a := advertOf(t, quote)
-				if fmt.Sprint(a["acceptedTokenTypes"]) != "[pay kya-pay]" || a["price"] != "0.01" || a["currency"] != "USD" ||
-					a["pricing"] != "fixed" || a["chargeTiming"] != "after" || a["argument"] != "skyfire-pay-id" ||
+				if fmt.Sprint(a["acceptedTokenTypes"]) != "[pay kya-pay]" || a["requiredAmount"] != "0.01" || a["currency"] != "USD" ||
+					a["paid"] != true || a["chargeTiming"] != "after" || a["argument"] != "skyfire-pay-id" ||
 					a["header"] != "skyfire-pay-id" || a["metaKey"] != "xyz.skyfire/pay-id" {
 					t.Errorf("quote _meta %s = %v", kyapaymcpgo.ToolMetaKey, a)
 				}
@@ -97,8 +97,8 @@ func TestListToolsAdvertisesTokenArgumentAndPrice(t *testing.T) {
 					t.Errorf("render chargeTiming = %v; want before", a["chargeTiming"])
 				}
 				who := advertOf(t, tools["whoami"])
-				if fmt.Sprint(who["acceptedTokenTypes"]) != "[kya kya-pay]" || who["pricing"] != "free" ||
-					fmt.Sprint(who["identityFields"]) != "[email]" || who["price"] != nil {
+				if fmt.Sprint(who["acceptedTokenTypes"]) != "[kya kya-pay]" || who["paid"] != false ||
+					fmt.Sprint(who["identityFields"]) != "[email]" || who["requiredAmount"] != nil {
 					t.Errorf("whoami _meta = %v", who)
 				}
 				// A typed tool has a RawInputSchema, patched as JSON.
@@ -130,7 +130,7 @@ func TestListToolsAdvertisesTokenArgumentAndPrice(t *testing.T) {
 
 func TestPaidCallChargedOnceWhereverTheTokenIs(t *testing.T) {
 	t.Parallel()
-	for _, place := range []string{"argument", "header", "meta"} {
+	for _, place := range []string{"argument", "header", "meta", "meta-header-name"} {
 		t.Run(place, func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t, envOpts{})
@@ -144,13 +144,15 @@ func TestPaidCallChargedOnceWhereverTheTokenIs(t *testing.T) {
 				cl.header = tok
 			case "meta":
 				cl.meta = tok
+			case "meta-header-name":
+				cl.metaHeader = tok
 			}
 			res := e.call(t, c, "quote", cl)
 			if res.IsError || text(res) != "quote ACME for buyer-1" {
 				t.Fatalf("got isError=%v %q; want the quote", res.IsError, text(res))
 			}
 			r, ok := receipt(res)
-			if !ok || r["amountCharged"] != "0.01" || r["remainingBalance"] != "0.04" {
+			if !ok || len(r) != 2 || r["amountCharged"] != "0.01" || r["remainingBalance"] != "0.04" {
 				t.Errorf("receipt = %v; want amountCharged 0.01, remainingBalance 0.04", r)
 			}
 			if n := e.Issuer.ChargeCount(); n != 1 {
@@ -175,6 +177,8 @@ func TestTwoDifferentTokensAreAmbiguous(t *testing.T) {
 		"header and argument": {header: a, args: map[string]any{kyapaymcpgo.DefaultArgument: b}},
 		"meta and argument":   {meta: a, args: map[string]any{kyapaymcpgo.DefaultArgument: b}},
 		"header and meta":     {header: a, meta: b},
+		"two meta keys":       {meta: a, metaHeader: b},
+		"two header lines":    {headers: []string{a, a}},
 	} {
 		res := e.call(t, c, "quote", cl)
 		if d := detail(t, res); !res.IsError || d.Error != kyapay.CodeTokenAmbiguous {
@@ -247,7 +251,7 @@ func TestChargeFailureWithholdsOutput(t *testing.T) {
 		if !res.IsError || d.Error != kyapay.CodeChargeUnknown || strings.Contains(text(res), "SECRET") {
 			t.Errorf("got isError=%v code %q %q; want charge_unknown without the output", res.IsError, d.Error, text(res))
 		}
-		if !strings.Contains(text(res), "not pay again") || strings.Contains(text(res), "pass the token") {
+		if !strings.Contains(text(res), "not pay again") || strings.Contains(text(res), "Pass the token") {
 			t.Errorf("charge_unknown text %q must say not to pay again, and not where to send a token", text(res))
 		}
 	})
@@ -261,10 +265,10 @@ func TestUnpaidCallGetsStructuredRefusal(t *testing.T) {
 	d := detail(t, res)
 	if !res.IsError || d.Error != kyapay.CodeTokenMissing || fmt.Sprint(d.AcceptedTokenTypes) != "[pay kya-pay]" ||
 		d.RequiredAmount != "0.01" || d.Currency != "USD" || d.Argument != "skyfire-pay-id" || d.Header != "skyfire-pay-id" ||
-		d.CreateTokenURL == "" {
+		d.MetaKey != "xyz.skyfire/pay-id" || d.CreateTokenURL == "" {
 		t.Errorf("refusal detail = %+v", d)
 	}
-	if txt := text(res); txt != d.Message || !strings.Contains(txt, `pass the token as the "skyfire-pay-id" argument`) ||
+	if txt := text(res); txt != d.Message || !strings.HasSuffix(txt, refusalSentence) ||
 		!strings.Contains(txt, "The required amount is 0.01 USD") {
 		t.Errorf("refusal text = %q", txt)
 	}
@@ -470,7 +474,7 @@ func TestInstallTwiceGatesOnce(t *testing.T) {
 func TestContextPriceReadsTheCall(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOpts{cfg: func(c *kyapaymcpgo.Config) {
-		c.Tools["quote"] = middleware.Pay(middleware.ContextPrice(func(ctx context.Context) (kyapay.Amount, error) {
+		c.Tools["quote"] = kyapaymcpgo.Requirement{Requirement: middleware.Pay(middleware.ContextPrice(func(ctx context.Context) (kyapay.Amount, error) {
 			req, ok := kyapaymcpgo.RequestFromContext(ctx)
 			if !ok {
 				return kyapay.Amount{}, fmt.Errorf("no call")
@@ -482,7 +486,7 @@ func TestContextPriceReadsTheCall(t *testing.T) {
 				return kyapay.MustParseAmount("0.05"), nil
 			}
 			return kyapay.MustParseAmount("0.01"), nil
-		}))
+		}))}
 	}})
 	c := e.connect(t)
 	tok := e.Issuer.Mint(kyapay.TypePay, kyapaytest.Balance("1"))
@@ -490,47 +494,115 @@ func TestContextPriceReadsTheCall(t *testing.T) {
 	if r, _ := receipt(res); res.IsError || r["amountCharged"] != "0.05" {
 		t.Errorf("got %v %q receipt %v; want 0.05 charged", res.IsError, text(res), r)
 	}
-	if a := advertOf(t, listed(t, c)["quote"]); a["pricing"] != "dynamic" || a["price"] != nil {
-		t.Errorf("advert = %v; want dynamic pricing without a price", a)
+	if a := advertOf(t, listed(t, c)["quote"]); a["paid"] != true || a["requiredAmount"] != nil {
+		t.Errorf("_meta entry = %v; want paid without a fixed price", a)
 	}
 }
 
 func TestNewRefusesBadConfig(t *testing.T) {
 	t.Parallel()
 	e := sellertest.New(t)
-	pay := middleware.Pay(middleware.FixedPrice("0.01"))
-	for name, cfg := range map[string]kyapaymcpgo.Config{
-		"no middleware": {Tools: map[string]middleware.Requirement{"a": pay}},
-		"price func": {Middleware: e.Middleware, Tools: map[string]middleware.Requirement{
-			"a": middleware.Pay(middleware.PriceFunc(func(*http.Request) (kyapay.Amount, error) { return kyapay.Amount{}, nil }))}},
-		"invalid price":           {Middleware: e.Middleware, Tools: map[string]middleware.Requirement{"a": middleware.Pay(middleware.FixedPrice("x"))}},
-		"charge before unknown":   {Middleware: e.Middleware, Tools: map[string]middleware.Requirement{"a": pay}, ChargeBefore: []string{"b"}},
-		"charge before free":      {Middleware: e.Middleware, Tools: map[string]middleware.Requirement{"a": middleware.Identity()}, ChargeBefore: []string{"a"}},
-		"empty tool name":         {Middleware: e.Middleware, Tools: map[string]middleware.Requirement{"": pay}},
-		"price without charger":   {Middleware: noCharger(t, e), Tools: map[string]middleware.Requirement{"a": pay}},
-		"service without charger": {Middleware: noCharger(t, e), Tools: map[string]middleware.Requirement{"a": middleware.Pay(middleware.ServicePrice())}},
+	pay := reqPay
+	after := reqPay
+	after.Timing = middleware.ChargeAfter
+	bothTimings := after
+	bothTimings.ChargeBefore = true
+	tools := func(r kyapaymcpgo.Requirement) map[string]kyapaymcpgo.Requirement {
+		return map[string]kyapaymcpgo.Requirement{"a": r}
+	}
+	for _, tc := range []struct {
+		name string
+		m    *middleware.Middleware
+		cfg  kyapaymcpgo.Config
+		want string
+	}{
+		{"no middleware", nil, kyapaymcpgo.Config{Tools: tools(pay)}, "nil *middleware.Middleware"},
+		{"price func", e.Middleware, kyapaymcpgo.Config{Tools: tools(kyapaymcpgo.Requirement{Requirement: middleware.Pay(middleware.PriceFunc(
+			func(*http.Request) (kyapay.Amount, error) { return kyapay.Amount{}, nil }))})}, "use middleware.ContextPrice"},
+		{"invalid price", e.Middleware, kyapaymcpgo.Config{Tools: tools(kyapaymcpgo.Requirement{Requirement: middleware.Pay(middleware.FixedPrice("x"))})}, "invalid fixed price"},
+		{"both timings", e.Middleware, kyapaymcpgo.Config{Tools: tools(bothTimings)}, "ChargeBefore set with Timing"},
+		{"charge before free", e.Middleware, kyapaymcpgo.Config{Tools: tools(kyapaymcpgo.Requirement{Requirement: middleware.Identity(), ChargeBefore: true})}, "without a price"},
+		{"empty tool name", e.Middleware, kyapaymcpgo.Config{Tools: map[string]kyapaymcpgo.Requirement{"": pay}}, "empty tool name"},
+		{"argument name", e.Middleware, kyapaymcpgo.Config{Argument: "pay id"}, "invalid argument name"},
+		{"meta key", e.Middleware, kyapaymcpgo.Config{MetaKey: "pay id"}, "invalid _meta key"},
+		{"price without charger", noCharger(t, e), kyapaymcpgo.Config{Tools: tools(pay)}, "Charger"},
+		{"service without charger", noCharger(t, e), kyapaymcpgo.Config{Tools: tools(kyapaymcpgo.Requirement{Requirement: middleware.Pay(middleware.ServicePrice())})}, "Charger"},
 	} {
-		if _, err := kyapaymcpgo.New(cfg); err == nil {
-			t.Errorf("%s: New accepted it", name)
+		if _, err := kyapaymcpgo.New(tc.m, tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: New error %v, want %q", tc.name, err, tc.want)
 		}
 	}
-	g, err := kyapaymcpgo.New(kyapaymcpgo.Config{Middleware: e.Middleware, Tools: map[string]middleware.Requirement{"a": pay}})
+	if _, err := kyapaymcpgo.New(e.Middleware, kyapaymcpgo.Config{Tools: tools(after)}); err != nil {
+		t.Errorf("an explicit ChargeAfter timing: %v", err)
+	}
+
+	g, err := kyapaymcpgo.New(e.Middleware, kyapaymcpgo.Config{Tools: tools(pay)})
 	if err != nil {
 		t.Fatal(err)
 	}
+	h := func(context.Context, mcp.CallToolRequest) (*mcp.CallToolResult, error) { return nil, nil }
+	th := func(context.Context, mcp.CallToolRequest) (*mcp.CreateTaskResult, error) { return nil, nil }
+	own := mcp.NewTool("own", mcp.WithString(kyapaymcpgo.DefaultArgument))
+	for _, tc := range []struct {
+		name string
+		tool func() error
+		task func() error
+		want string
+	}{
+		{"listed", func() error { _, err := g.Tool(mcp.NewTool("a"), pay, h); return err },
+			func() error { _, err := g.TaskTool(mcp.NewTool("a"), pay, th); return err }, "already gated by Config.Tools"},
+		{"raw not object", func() error {
+			_, err := g.Tool(mcp.NewToolWithRawSchema("r", "", json.RawMessage(`[]`)), pay, h)
+			return err
+		},
+			func() error {
+				_, err := g.TaskTool(mcp.NewToolWithRawSchema("r", "", json.RawMessage(`[]`)), pay, th)
+				return err
+			}, "not a JSON object"},
+		{"own argument", func() error { _, err := g.Tool(own, pay, h); return err },
+			func() error { _, err := g.TaskTool(own, pay, th); return err }, "has an argument"},
+		{"own raw argument", func() error {
+			_, err := g.Tool(mcp.NewToolWithRawSchema("r", "", json.RawMessage(`{"type":"object","properties":{"skyfire-pay-id":{}}}`)), pay, h)
+			return err
+		}, nil, "has an argument"},
+		{"nil handler", func() error { _, err := g.Tool(mcp.NewTool("b"), pay, nil); return err },
+			func() error { _, err := g.TaskTool(mcp.NewTool("b"), pay, nil); return err }, "nil tool handler"},
+		{"bad requirement", func() error {
+			_, err := g.Tool(mcp.NewTool("b"), kyapaymcpgo.Requirement{ChargeBefore: true}, h)
+			return err
+		},
+			func() error {
+				_, err := g.TaskTool(mcp.NewTool("b"), kyapaymcpgo.Requirement{Requirement: middleware.Identity("shoe_size")}, th)
+				return err
+			}, "tool \"b\""},
+	} {
+		for kind, f := range map[string]func() error{"Tool": tc.tool, "TaskTool": tc.task} {
+			if f == nil {
+				continue
+			}
+			if err := f(); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("%s %s: error %v, want %q", kind, tc.name, err, tc.want)
+			}
+		}
+	}
 	for name, f := range map[string]func(){
-		"unlisted tool":  func() { g.Tool(mcp.NewTool("b"), nil) },
-		"raw not object": func() { g.Tool(mcp.NewToolWithRawSchema("a", "", json.RawMessage(`[]`)), nil) },
-		"unlisted task":  func() { g.TaskTool(mcp.NewTool("b"), nil) },
+		"MustTool":     func() { g.MustTool(mcp.NewTool("a"), pay, h) },
+		"MustTaskTool": func() { g.MustTaskTool(mcp.NewTool("a"), pay, th) },
 	} {
 		func() {
 			defer func() {
-				if recover() == nil {
-					t.Errorf("%s: no panic", name)
+				if r, _ := recover().(error); r == nil || !strings.Contains(r.Error(), "already gated") {
+					t.Errorf("%s: recovered %v", name, r)
 				}
 			}()
 			f()
 		}()
+	}
+	if st := g.MustTool(mcp.NewTool("b"), pay, h); st.Tool.Name != "b" || st.Handler == nil {
+		t.Errorf("MustTool = %+v", st)
+	}
+	if st := g.MustTaskTool(mcp.NewTool("c"), pay, th); st.Tool.Name != "c" || st.Handler == nil {
+		t.Errorf("MustTaskTool = %+v", st)
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/kyapay/kyapay-go/charge"
-	"github.com/kyapay/kyapay-go/kyapay"
 	"github.com/kyapay/kyapay-go/middleware"
 )
 
@@ -73,18 +72,24 @@ func serve[R any](g *Gate, ctx context.Context, t *tool, req mcp.CallToolRequest
 	// work (verifying, charging) must not depend on it. The handler keeps
 	// mcp-go's context, with the gate's values.
 	gctx := ctx
-	handlerCtx := func(vals context.Context) context.Context { return context.WithValue(vals, gatedKey{}, t.name) }
-	if req.Params.Task != nil {
+	task := req.Params.Task != nil
+	if task {
 		gctx = context.WithoutCancel(ctx)
-		handlerCtx = func(vals context.Context) context.Context {
-			return valuesFrom{Context: ctx, vals: context.WithValue(vals, gatedKey{}, t.name)}
+	}
+	// handlerCtx is grant's context for the handler, on ctx when the grant
+	// was made on another context.
+	handlerCtx := func(grant *middleware.Grant, own bool) context.Context {
+		hctx := grant.Context()
+		if !own {
+			hctx = context.WithValue(grant.ContextOn(ctx), requestKey{}, &req)
 		}
+		return context.WithValue(hctx, gatedKey{}, t)
 	}
 
 	if st != nil && st.grant != nil {
 		// A later round of a ChargeBefore call that mcp-go re-invokes for a
 		// legacy client: the first round paid for the call.
-		res, err := next(handlerCtx(st.grant.Context()), req)
+		res, err := next(handlerCtx(st.grant, false), req)
 		if err == nil && ops.complete(res) {
 			res = withReceipt(res, st.grant, ops)
 		}
@@ -99,7 +104,7 @@ func serve[R any](g *Gate, ctx context.Context, t *tool, req mcp.CallToolRequest
 	if st != nil && t.before {
 		st.grant = &grant
 	}
-	res, herr := next(handlerCtx(grant.Context()), req)
+	res, herr := next(handlerCtx(&grant, !task), req)
 	if !grant.Pending() {
 		if herr == nil && ops.complete(res) {
 			res = withReceipt(res, &grant, ops)
@@ -130,15 +135,10 @@ func withReceipt[R any](res R, grant *middleware.Grant, ops resultOps[R]) R {
 }
 
 // refusal renders a refusal as the isError result an agent reads: the
-// Middleware's text, with where to put the token in MCP, and the detail as
-// structuredContent.
+// Middleware's text, with where to put the token in MCP, and a
+// [middleware.RefusalDetail] as structuredContent.
 func (g *Gate) refusal(err error) *mcp.CallToolResult {
-	ref, d := g.m.Describe(err)
-	d.Argument = g.arg
-	if !isOneOf(ref.Code(), kyapay.CodeChargeUnknown, kyapay.CodeChargeMismatch, kyapay.CodeChargeUnavailable,
-		kyapay.CodeInternal, kyapay.CodeKeysUnavailable) {
-		d.Message += ` In this MCP tool, pass the token as the "` + g.arg + `" argument.`
-	}
+	d := g.refusalDetail(err)
 	return &mcp.CallToolResult{
 		Content:           []mcp.Content{mcp.NewTextContent(d.Message)},
 		StructuredContent: d,
@@ -156,19 +156,6 @@ func receiptMeta(meta *mcp.Meta, rc charge.Receipt) *mcp.Meta {
 	if c.AdditionalFields == nil {
 		c.AdditionalFields = make(map[string]any, 1)
 	}
-	r := map[string]any{"amountCharged": rc.AmountCharged.String()}
-	if rc.HasRemainingBalance {
-		r["remainingBalance"] = rc.RemainingBalance.String()
-	}
-	c.AdditionalFields[ReceiptMetaKey] = r
+	c.AdditionalFields[ReceiptMetaKey] = newReceipt(rc)
 	return c
 }
-
-// valuesFrom is a context with the deadline and cancellation of Context and
-// the values of vals.
-type valuesFrom struct {
-	context.Context
-	vals context.Context
-}
-
-func (v valuesFrom) Value(key any) any { return v.vals.Value(key) }

@@ -14,7 +14,6 @@ import (
 
 	"github.com/kyapay/kyapay-go/kyapay"
 	"github.com/kyapay/kyapay-go/kyapay/kyapaytest"
-	"github.com/kyapay/kyapay-go/middleware"
 	"github.com/kyapay/kyapay-go/middleware/kyapaymcpgo"
 )
 
@@ -59,11 +58,11 @@ func TestTaskToolsAreGatedOrHidden(t *testing.T) {
 	e := newEnv(t, envOpts{
 		server: []server.ServerOption{server.WithTaskCapabilities(true, true, true)},
 		cfg: func(c *kyapaymcpgo.Config) {
-			c.Tools["sneaky"] = middleware.Pay(middleware.FixedPrice("0.01"))
-			c.Tools["hybrid"] = middleware.Pay(middleware.FixedPrice("0.01"))
+			c.Tools["sneaky"] = reqPay
+			c.Tools["hybrid"] = reqPay
 		},
 		extraTools: func(s *server.MCPServer, g *kyapaymcpgo.Gate) {
-			s.AddTaskTools(g.TaskTool(mcp.NewTool("long", mcp.WithTaskSupport(mcp.TaskSupportRequired)),
+			s.AddTaskTools(g.MustTaskTool(mcp.NewTool("long", mcp.WithTaskSupport(mcp.TaskSupportRequired)), reqPay,
 				func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CreateTaskResult, error) {
 					ran.Add(1)
 					c, _ := kyapay.FromContext(ctx)
@@ -89,8 +88,8 @@ func TestTaskToolsAreGatedOrHidden(t *testing.T) {
 	if _, ok := tools["sneaky"]; ok {
 		t.Error("an ungated task tool is listed")
 	}
-	if a := advertOf(t, tools["long"]); a["price"] != "0.01" {
-		t.Errorf("long advert = %v", a)
+	if a := advertOf(t, tools["long"]); a["requiredAmount"] != "0.01" {
+		t.Errorf("long _meta entry = %v", a)
 	}
 	if _, rpcErr := callTask(t, c, "sneaky", map[string]any{kyapaymcpgo.DefaultArgument: e.Issuer.Mint(kyapay.TypePay)}); rpcErr == nil {
 		t.Error("an ungated task tool was callable")

@@ -1,13 +1,12 @@
 package kyapaymcpgo
 
 import (
-	"context"
 	"encoding/json"
 	"maps"
 
 	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
 
-	"github.com/kyapay/kyapay-go/kyapay"
 	"github.com/kyapay/kyapay-go/middleware"
 )
 
@@ -31,16 +30,16 @@ type callState struct {
 // MarshalJSON keeps the state out of anything that logs the request.
 func (*callState) MarshalJSON() ([]byte, error) { return []byte("{}"), nil }
 
-// beforeCall is the tools/call hook: it runs before mcp-go validates the
-// arguments, takes the token out of them, and leaves what it found for the
-// middleware.
-func (g *Gate) beforeCall(_ context.Context, _ any, req *mcp.CallToolRequest) {
-	if req == nil {
+// beforeCall is the tools/call hook of s: it runs before mcp-go validates
+// the arguments, takes the token out of them, and leaves what it found for
+// the middleware or the per-tool wrapper.
+func (g *Gate) beforeCall(s *server.MCPServer, req *mcp.CallToolRequest) {
+	if req == nil || stateOf(req.Params.Meta) != nil {
+		// Already taken care of (the gate was installed twice).
 		return
 	}
-	if _, ok := g.tools[req.Params.Name]; !ok || stateOf(req.Params.Meta) != nil {
-		// Free, or already taken care of (the gate was installed twice).
-		return
+	if g.lookup(s, req.Params.Name) == nil {
+		return // free
 	}
 	tok, err := g.resolve(req)
 	meta := g.cleanMeta(req.Params.Meta)
@@ -63,57 +62,25 @@ func stateOf(meta *mcp.Meta) *callState {
 	return st
 }
 
-// resolve finds the token in the call's header, _meta and arguments, and
-// removes the argument from req. Two different tokens are token_ambiguous;
-// a token that is not a string is token_malformed.
+// resolve finds the token of a call in, in order, the HTTP header of the
+// request that carried it, the request's _meta (the gate's _meta key, then
+// the header name) and the tool argument, and removes the argument from
+// req (the _meta entries are removed by cleanMeta).
 func (g *Gate) resolve(req *mcp.CallToolRequest) (string, error) {
-	var found []string
-	var bad error
-	for _, v := range req.Header.Values(g.header) {
-		if v != "" {
-			found = append(found, v)
-		}
-	}
+	f := finder{c: &g.common}
+	f.headerValues(req.Header.Values(g.header))
 	if req.Params.Meta != nil {
 		if v, ok := req.Params.Meta.AdditionalFields[g.metaKey]; ok {
-			switch s := v.(type) {
-			case string:
-				if s != "" {
-					found = append(found, s)
-				}
-			case nil:
-			default:
-				bad = notAString("_meta \"" + g.metaKey + "\"")
-			}
+			f.value(placeMeta, v)
+		}
+		if v, ok := req.Params.Meta.AdditionalFields[g.header]; ok {
+			f.value(placeMetaHeader, v)
 		}
 	}
 	if v, ok := stripArgument(&req.Params, g.arg); ok {
-		switch s := v.(type) {
-		case string:
-			if s != "" {
-				found = append(found, s)
-			}
-		case nil:
-		default:
-			bad = notAString("argument \"" + g.arg + "\"")
-		}
+		f.value(placeArgument, v)
 	}
-	for _, s := range found[min(1, len(found)):] {
-		if s != found[0] {
-			return "", kyapay.ErrTokenAmbiguous
-		}
-	}
-	if bad != nil {
-		return "", bad
-	}
-	if len(found) == 0 {
-		return "", nil
-	}
-	return found[0], nil
-}
-
-func notAString(where string) error {
-	return kyapay.NewError(kyapay.CodeTokenMalformed, "the token in the "+where+" is not a string", nil)
+	return f.result()
 }
 
 // stripArgument removes the argument name from p's Arguments and
@@ -170,19 +137,21 @@ func stripRaw(raw json.RawMessage, name string) (json.RawMessage, any, bool) {
 	return out, v, true
 }
 
-// cleanMeta returns meta without the token and the hook's state, copying
-// it if it has either; the caller's meta is never changed.
+// cleanMeta returns meta without the token entries and the hook's state,
+// copying it if it has any; the caller's meta is never changed.
 func (g *Gate) cleanMeta(meta *mcp.Meta) *mcp.Meta {
 	if meta == nil {
 		return nil
 	}
 	_, hasTok := meta.AdditionalFields[g.metaKey]
+	_, hasHeader := meta.AdditionalFields[g.header]
 	_, hasState := meta.AdditionalFields[stateKey]
-	if !hasTok && !hasState {
+	if !hasTok && !hasHeader && !hasState {
 		return meta
 	}
 	c := &mcp.Meta{ProgressToken: meta.ProgressToken, AdditionalFields: maps.Clone(meta.AdditionalFields)}
 	delete(c.AdditionalFields, g.metaKey)
+	delete(c.AdditionalFields, g.header)
 	delete(c.AdditionalFields, stateKey)
 	if len(c.AdditionalFields) == 0 {
 		c.AdditionalFields = nil
