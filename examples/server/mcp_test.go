@@ -69,6 +69,7 @@ func TestMCPEndpoint(t *testing.T) {
 				listed[tl.Name] = string(b)
 			}
 			if len(listed) != 3 || !strings.Contains(listed["quote"], "costs "+tc.price+" USD") ||
+				!strings.Contains(listed["quote"], "Paid tool: "+tc.price+" USD per call") ||
 				!strings.Contains(listed["whoami"], "identity fields: email") || strings.Contains(listed["echo"], kyapaymcp.DefaultArgument) {
 				t.Errorf("tools/list: %v", listed)
 			}
@@ -87,7 +88,8 @@ func TestMCPEndpoint(t *testing.T) {
 
 			// quote
 			res, sc := call("quote", nil)
-			if !res.IsError || sc["error"] != "token_missing" || sc["requiredAmount"] != tc.price {
+			if !res.IsError || sc["error"] != "token_missing" || sc["requiredAmount"] != tc.price ||
+				sc["argument"] != kyapaymcp.DefaultArgument || sc["metaKey"] != kyapaymcp.DefaultMetaKey {
 				t.Errorf("quote without a token: %v %v", res.IsError, sc)
 			}
 			pay := iss.Mint(kyapay.TypePay)
@@ -99,7 +101,7 @@ func TestMCPEndpoint(t *testing.T) {
 				t.Errorf("quote in %s mode: %v", tc.mode, sc)
 			}
 			rc, _ := res.Meta[kyapaymcp.ReceiptMetaKey].(map[string]any)
-			if rc["amountCharged"] != tc.price || iss.ChargeCount() != 1 {
+			if len(rc) != 2 || rc["amountCharged"] != tc.price || rc["remainingBalance"] == nil || iss.ChargeCount() != 1 {
 				t.Errorf("quote receipt %v, %d charges", rc, iss.ChargeCount())
 			}
 
