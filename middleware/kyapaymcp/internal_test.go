@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net/http"
 	"reflect"
 	"strings"
 	"testing"
@@ -204,4 +205,75 @@ func TestWithProperty(t *testing.T) {
 		string(raw) != `{"type":"object","properties":{"n":{"type":"integer","maximum":12345678901234567890}},"additionalProperties":false}` {
 		t.Errorf("an original schema was modified: %v %v %v %s", js.Properties, js.PropertyOrder, mp, raw)
 	}
+}
+
+// FuzzTakeToken feeds tools/call params and a header line as a client may
+// send them: takeToken never panics, neither the arguments nor the _meta
+// it returns hold a token entry, every other _meta entry is kept, and the
+// token it returns is one the call carried (trimmed), or there is a
+// token_ambiguous or token_malformed refusal and no token.
+func FuzzTakeToken(f *testing.F) {
+	f.Add([]byte(`{"name":"t","arguments":{"skyfire-pay-id":"eyA","x":1},"_meta":{"xyz.skyfire/pay-id":"eyA"}}`), "")
+	f.Add([]byte(`{"name":"t","arguments":{"skyfire-pay-id":"eyA","skyfire-pay-id":"eyB"}}`), "eyB")
+	f.Add([]byte(`{"name":"t","arguments":{"skyfire-pay-id":7},"_meta":{"skyfire-pay-id":" eyA ","p":1}}`), "eyA")
+	f.Add([]byte(`{"name":"t","_meta":{"xyz.skyfire/pay-id":{"a":1}}}`), "h")
+	f.Add([]byte(`{"name":"t","arguments":[1]}`), "")
+	g := &Gate{common{arg: DefaultArgument, metaKey: DefaultMetaKey, header: kyapay.HeaderName}}
+	g.initPlaces()
+	f.Fuzz(func(t *testing.T, params []byte, header string) {
+		var p mcp.CallToolParamsRaw
+		if json.Unmarshal(params, &p) != nil {
+			return
+		}
+		sources := map[string]bool{strings.TrimSpace(header): true}
+		for _, k := range []string{DefaultMetaKey, kyapay.HeaderName} {
+			if s, ok := p.Meta[k].(string); ok {
+				sources[strings.TrimSpace(s)] = true
+			}
+		}
+		var args map[string]any
+		if json.Unmarshal(p.Arguments, &args) == nil {
+			if s, ok := args[DefaultArgument].(string); ok {
+				sources[strings.TrimSpace(s)] = true
+			}
+		}
+		extra := &mcp.RequestExtra{Header: http.Header{}}
+		if header != "" {
+			extra.Header.Set(kyapay.HeaderName, header)
+		}
+		found, err := g.takeToken(&mcp.CallToolRequest{Params: &p, Extra: extra})
+		if err != nil {
+			return // arguments that are not an object
+		}
+		var out map[string]json.RawMessage
+		if json.Unmarshal(found.args, &out) == nil {
+			if _, left := out[DefaultArgument]; left {
+				t.Fatal("argument left in the arguments")
+			}
+		}
+		for _, k := range []string{DefaultMetaKey, kyapay.HeaderName} {
+			if _, left := found.meta[k]; left {
+				t.Fatalf("_meta[%q] left", k)
+			}
+		}
+		for k := range p.Meta {
+			if _, kept := found.meta[k]; !kept && k != DefaultMetaKey && k != kyapay.HeaderName {
+				t.Fatalf("_meta[%q] lost", k)
+			}
+		}
+		if found.err != nil {
+			if c := kyapay.CodeOf(found.err); c != kyapay.CodeTokenAmbiguous && c != kyapay.CodeTokenMalformed {
+				t.Fatalf("unexpected error %v", found.err)
+			}
+			if found.token != "" {
+				t.Fatal("a token with an error")
+			}
+			return
+		}
+		// encoding/json keeps the last of duplicate members; an earlier one
+		// may hold the token in escaped form.
+		if found.token != "" && !sources[found.token] && !bytes.Contains(params, []byte(found.token)) {
+			t.Fatalf("token %q came from nowhere", found.token)
+		}
+	})
 }

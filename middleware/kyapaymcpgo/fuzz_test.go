@@ -118,3 +118,14 @@ func FuzzAddRawProperty(f *testing.F) {
 		}
 	})
 }
+
+// The token argument replaces a property of the same name, which the gate
+// would take out of every call anyway; the other members keep their bytes.
+func TestAddRawPropertyReplaces(t *testing.T) {
+	raw := json.RawMessage(`{"type":"object","properties":{"skyfire-pay-id":{"type":"integer"},"n":{"maximum":12345678901234567890}}}`)
+	out, err := addRawProperty(raw, DefaultArgument, map[string]any{"type": "string"})
+	want := `{"properties":{"n":{"maximum":12345678901234567890},"skyfire-pay-id":{"type":"string"}},"type":"object"}`
+	if err != nil || string(out) != want {
+		t.Errorf("got %s %v\nwant %s", out, err, want)
+	}
+}
