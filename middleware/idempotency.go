@@ -68,7 +68,9 @@ type IdempotencyError struct {
 }
 
 // Error returns the message.
-func (e *IdempotencyError) Error() string { return "kyapay/middleware: " + string(e.Code) + ": " + e.Message }
+func (e *IdempotencyError) Error() string {
+	return "kyapay/middleware: " + string(e.Code) + ": " + e.Message
+}
 
 func idemInvalid(f Format) *IdempotencyError {
 	return &IdempotencyError{Code: CodeIdempotencyKeyInvalid, Status: http.StatusBadRequest, format: f,
