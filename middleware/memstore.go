@@ -357,7 +357,7 @@ func (s *MemoryStore) AddPending(_ context.Context, p PendingCharge) error {
 		return nil
 	}
 	rec := &memRecord{
-		key: recKey(p.Token, "", "", p.ID), tok: p.Token, state: recPending, attempt: p.ID,
+		key: recKey(p.Token, p.Route, "", p.ID), tok: p.Token, state: recPending, attempt: p.ID,
 		amount: ChargeRef{Amount: p.Amount}, hasAmount: p.HasAmount, started: p.Started, unknown: p.Unknown, due: p.Unknown,
 	}
 	if old := s.record(rec.key, p.Unknown); old != nil {
