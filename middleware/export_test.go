@@ -7,4 +7,3 @@ func MemoryStoreSize(s *MemoryStore) (tokens, records, bytes int) {
 	defer s.mu.Unlock()
 	return len(s.tokens), len(s.records), s.bytes
 }
-
