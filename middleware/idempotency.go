@@ -475,7 +475,7 @@ func (m *Middleware) afterCharge(ctx context.Context, g *Grant, receipt charge.R
 	}
 	if !note.IsZero() {
 		sctx, cancel := m.storeCtx(ctx)
-		if err := m.store.Note(sctx, m.tokenRef(g.claims), note); err != nil {
+		if err := m.store.Note(sctx, m.tokenRef(g.claims), note, m.now()); err != nil {
 			m.log.LogAttrs(ctx, slog.LevelWarn, "kyapay: store: recording a charge failed",
 				slog.String("jti", clip(g.claims.ID)), slog.String("error", clip(err.Error())))
 		}

@@ -251,10 +251,10 @@ func (s *MemoryStore) Balance(_ context.Context, tok TokenRef) (Balance, error) 
 }
 
 // Note implements [Store].
-func (s *MemoryStore) Note(_ context.Context, tok TokenRef, n Note) error {
+func (s *MemoryStore) Note(_ context.Context, tok TokenRef, n Note, now time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.note(tok, n, time.Time{})
+	s.note(tok, n, now)
 	return nil
 }
 

@@ -30,7 +30,7 @@ func TestMemoryStoreIsBounded(t *testing.T) {
 		if i == 0 {
 			first = tok
 		}
-		if err := s.Note(ctx, tok, middleware.Note{ChargeID: "c", Balance: middleware.Balance{Known: true}}); err != nil {
+		if err := s.Note(ctx, tok, middleware.Note{ChargeID: "c", Balance: middleware.Balance{Known: true}}, now); err != nil {
 			t.Fatal(err)
 		}
 		r := middleware.Reservation{Token: tok, Route: "r", Key: fmt.Sprint("k", i), Attempt: "a", Now: now, Lease: time.Minute}

@@ -33,8 +33,8 @@ type Store interface {
 	// Note merges what a charge taught about a token into its balance
 	// ([Balance.Merge]) and, when n.ChargeID is set, marks that charge as
 	// accounted for, so that reconciliation never attributes it to another
-	// request.
-	Note(ctx context.Context, tok TokenRef, n Note) error
+	// request. now is the current time.
+	Note(ctx context.Context, tok TokenRef, n Note, now time.Time) error
 	// Begin reserves the idempotency key r.Key on r.Route for the token, for
 	// the attempt r.Attempt until r.Now+r.Lease, or reports why it cannot
 	// ([BeginState]). It also returns the token's balance.

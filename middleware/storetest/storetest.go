@@ -148,7 +148,7 @@ func testBalanceMerge(t *testing.T, s Suite) {
 		{Balance: middleware.Balance{DeclinedAt: amount("0.06"), ServiceDeclined: true, DeclineUntil: T0}},
 	}
 	for _, n := range notes {
-		if err := st.Note(ctx(), tok, n); err != nil {
+		if err := st.Note(ctx(), tok, n, T0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -362,7 +362,7 @@ func testUnknownResolvedCharged(t *testing.T, s Suite) {
 				t.Errorf("Due again within its lease = %+v; want none", again)
 			}
 			claimed := middleware.ChargeRef{ID: "tx-0", Amount: amount("0.01")}
-			if err := st.Note(ctx(), tok, middleware.Note{ChargeID: claimed.ID}); err != nil {
+			if err := st.Note(ctx(), tok, middleware.Note{ChargeID: claimed.ID}, T0); err != nil {
 				t.Fatal(err)
 			}
 			c := middleware.ChargeRef{ID: "tx-1", Amount: amount("0.01")}
@@ -602,7 +602,7 @@ func testBoundedChargeIDs(t *testing.T, s Suite) {
 	st := s.New(t)
 	tok := Token()
 	for i := range middleware.MaxChargeIDsPerToken + 10 {
-		if err := st.Note(ctx(), tok, middleware.Note{ChargeID: fmt.Sprint("tx-", i)}); err != nil {
+		if err := st.Note(ctx(), tok, middleware.Note{ChargeID: fmt.Sprint("tx-", i)}, T0); err != nil {
 			t.Fatal(err)
 		}
 	}
