@@ -26,11 +26,13 @@ import (
 type LoadConfig struct {
 	// Store is the Store the replicas share. Required.
 	Store middleware.Store
-	// Reopen, when set, returns a new handle on the shared state for a
-	// restarted replica and closes old (for Redis: a new client, the old one
-	// closed, so the dead replica's unfinished work fails). nil: the
-	// restarted replica uses Store.
-	Reopen func(old middleware.Store) middleware.Store
+	// Open, when set, returns a new handle on the shared state (for Redis:
+	// a Store on a new client): each replica gets its own, as separate
+	// processes would. nil: every replica uses Store.
+	Open func() middleware.Store
+	// Kill, when set, closes a dead replica's handle (for Redis: its
+	// client), so that the work it left unfinished fails.
+	Kill func(middleware.Store)
 	// Replicas is the number of seller replicas. Default 3.
 	Replicas int
 	// Agents is the number of concurrent agents, each with its own token.
@@ -59,12 +61,12 @@ type LoadResult struct {
 	// found made; ResolvedChargedDelivered of them were delivered on a
 	// later retry. ResolvedNotCharged were found never made.
 	ResolvedCharged, ResolvedChargedDelivered, ResolvedNotCharged int
-	// Abandoned is the number of keys an agent gave up after a 502;
-	// Refused the number refused for good (503 charge_unavailable).
-	Abandoned, Refused int
+	// Abandoned is the number of keys an agent gave up after a 502.
+	Abandoned int
 	// Answers counts the answers agents got: 200, replays (200 marked as
-	// replay), 409, 502, other, and connection errors.
-	OK, Replays, Conflicts, Unknown, Other, ConnErrors int
+	// replay), 409, 502, 503 (charge_unavailable, retried in the next
+	// round), other, and connection errors.
+	OK, Replays, Conflicts, Unknown, Unavailable, Other, ConnErrors int
 	// Faults counts the charge requests per injected fault.
 	Faults map[string]int
 	// Restarts is how many replicas were restarted.
@@ -84,8 +86,8 @@ func (r LoadResult) String() string {
 		r.Delivered, r.ResolvedCharged, r.ResolvedChargedDelivered, r.ResolvedNotCharged)
 	fmt.Fprintf(&b, "ledger charges %d == delivered %d + resolved charged and not delivered %d\n",
 		r.LedgerCharges, r.Delivered, r.ResolvedCharged-r.ResolvedChargedDelivered)
-	fmt.Fprintf(&b, "abandoned after 502 %d, refused %d; answers: 200 %d (replays %d), 409 %d, 502 %d, other %d, connection errors %d\n",
-		r.Abandoned, r.Refused, r.OK, r.Replays, r.Conflicts, r.Unknown, r.Other, r.ConnErrors)
+	fmt.Fprintf(&b, "abandoned after 502 %d; answers: 200 %d (replays %d), 409 %d, 502 %d, 503 %d, other %d, connection errors %d\n",
+		r.Abandoned, r.OK, r.Replays, r.Conflicts, r.Unknown, r.Unavailable, r.Other, r.ConnErrors)
 	names := make([]string, 0, len(r.Faults))
 	for k := range r.Faults {
 		names = append(names, k)
@@ -152,6 +154,7 @@ type load struct {
 	closing  sync.WaitGroup // servers of dead replicas
 	res      LoadResult
 	resolved map[string]bool // key -> found charged
+	trace    map[string][]string // key -> what happened, for failure messages
 	faultsOn atomic.Bool
 	restart  sync.Once
 	served   atomic.Int64
@@ -176,16 +179,23 @@ func (k loadKey) id() string { return k.jti + "/" + k.amount.String() }
 func (l *load) now() time.Time { return time.Unix(0, l.clock.Load()) }
 
 func newLoad(t *testing.T, cfg LoadConfig) *load {
-	l := &load{t: t, cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 7)), resolved: map[string]bool{}}
+	l := &load{t: t, cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 7)), resolved: map[string]bool{}, trace: map[string][]string{}}
 	l.res.Faults = map[string]int{}
 	l.clock.Store(T0.UnixNano())
 	l.baseGo = countReconcilers()
 	l.iss = kyapaytest.NewIssuer(kyapaytest.WithAudience("seller-load"), kyapaytest.WithClock(l.now))
 	t.Cleanup(l.iss.Close)
 	for range cfg.Replicas {
-		l.replicas = append(l.replicas, l.newReplica(cfg.Store))
+		l.replicas = append(l.replicas, l.newReplica(l.open()))
 	}
 	return l
+}
+
+func (l *load) open() middleware.Store {
+	if l.cfg.Open != nil {
+		return l.cfg.Open()
+	}
+	return l.cfg.Store
 }
 
 func (l *load) newReplica(store middleware.Store) *replica {
@@ -236,18 +246,17 @@ func (l *load) newReplica(store middleware.Store) *replica {
 }
 
 // restartReplica kills replica i (its connections drop, its Middleware
-// closes, its Store handle is closed) and starts a new one in its place.
+// closes, its Store handle is killed) and starts a new one in its place.
 func (l *load) restartReplica(i int) {
 	l.mu.Lock()
 	old := l.replicas[i]
 	l.mu.Unlock()
 	old.srv.CloseClientConnections()
 	old.m.Close()
-	store := l.cfg.Store
-	if l.cfg.Reopen != nil {
-		store = l.cfg.Reopen(old.store)
+	if l.cfg.Kill != nil {
+		l.cfg.Kill(old.store)
 	}
-	nr := l.newReplica(store)
+	nr := l.newReplica(l.open())
 	l.mu.Lock()
 	l.replicas[i] = nr
 	l.res.Restarts++
@@ -268,6 +277,7 @@ func (l *load) observe(_ context.Context, e middleware.Event) {
 	if l.resolved[id] && e.Code == "" {
 		l.t.Errorf("pending charge of %s resolved as charged twice", id)
 	}
+	l.trace[id] = append(l.trace[id], "reconciled:"+string(e.Code))
 	if e.Code == "" {
 		l.resolved[id] = true
 		l.res.ResolvedCharged++
@@ -427,8 +437,10 @@ func (l *load) buy(client *http.Client, k loadKey, delivered map[string]string, 
 		resp, err := client.Do(req)
 		if err != nil {
 			l.count(func(r *LoadResult) { r.ConnErrors++ })
+			l.note(k, "conn error")
 			continue
 		}
+		l.note(k, resp.Status+" "+resp.Header.Get(middleware.CodeHeader)+" "+resp.Header.Get(middleware.ReplayedHeader))
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		switch resp.StatusCode {
@@ -457,8 +469,9 @@ func (l *load) buy(client *http.Client, k loadKey, delivered map[string]string, 
 				return outcomeAbandoned
 			}
 		case http.StatusServiceUnavailable:
-			l.count(func(r *LoadResult) { r.Other++; r.Refused++ })
-			return outcomeDone
+			// charge_unavailable: nothing was charged; retry later.
+			l.count(func(r *LoadResult) { r.Unavailable++ })
+			return outcomeRetryLater
 		default:
 			l.count(func(r *LoadResult) { r.Other++ })
 			l.t.Errorf("%s: unexpected answer %d %q", k.name, resp.StatusCode, body)
@@ -466,6 +479,12 @@ func (l *load) buy(client *http.Client, k loadKey, delivered map[string]string, 
 		}
 	}
 	return outcomeRetryLater
+}
+
+func (l *load) note(k loadKey, what string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.trace[k.id()] = append(l.trace[k.id()], what)
 }
 
 func (l *load) count(f func(*LoadResult)) {
@@ -537,7 +556,7 @@ func (l *load) check(keys [][]loadKey, delivered map[string]string, abandoned ma
 	// holds nothing the seller does not know of.
 	for id := range perKey {
 		if _, ok := delivered[id]; !ok && !l.resolved[id] {
-			t.Errorf("key %s charged (abandoned %v) but neither delivered nor resolved as charged", byID[id].name, abandoned[id])
+			t.Errorf("key %s charged (abandoned %v) but neither delivered nor resolved as charged: %q", byID[id].name, abandoned[id], l.trace[id])
 		}
 	}
 	if l.res.LedgerCharges != l.res.Delivered+l.res.ResolvedCharged-l.res.ResolvedChargedDelivered {

@@ -26,7 +26,7 @@ import (
 type Suite struct {
 	// New returns an empty Store; each test gets its own. Required.
 	New func(t *testing.T) middleware.Store
-	// TTLs, if set, is called at the end of tests that wrote records with
+	// TTLs, if set, is called at the end of tests that wrote records, with
 	// the largest Until-minus-Now they used: it should check that
 	// everything the Store holds expires on its own within that.
 	TTLs func(t *testing.T, s middleware.Store, max time.Duration)
@@ -128,9 +128,11 @@ func (o ok) due(v []middleware.PendingCharge, err error) []middleware.PendingCha
 	return v
 }
 
-func checkTTL(t *testing.T, s Suite, st middleware.Store, tok middleware.TokenRef, now time.Time) {
+// checkTTL asks the Store under test whether everything it holds expires
+// within tok's Until as seen from T0, the earliest time the tests use.
+func checkTTL(t *testing.T, s Suite, st middleware.Store, tok middleware.TokenRef) {
 	if s.TTLs != nil {
-		s.TTLs(t, st, tok.Until.Sub(now))
+		s.TTLs(t, st, tok.Until.Sub(T0))
 	}
 }
 
@@ -164,7 +166,7 @@ func testBalanceMerge(t *testing.T, s Suite) {
 	if !sameBalance(b.Balance, want) {
 		t.Errorf("Begin balance = %+v; want %+v", b.Balance, want)
 	}
-	checkTTL(t, s, st, tok, T0)
+	checkTTL(t, s, st, tok)
 }
 
 func sameBalance(a, b middleware.Balance) bool {
@@ -203,7 +205,7 @@ func testBeginHoldsKey(t *testing.T, s Suite) {
 	if err := st.Finish(ctx(), dup, middleware.Outcome{Kind: middleware.OutcomeReleased, Now: T0}); !errors.Is(err, middleware.ErrNotHolder) {
 		t.Errorf("Finish by a non-holder = %v; want ErrNotHolder", err)
 	}
-	checkTTL(t, s, st, tok, T0)
+	checkTTL(t, s, st, tok)
 }
 
 func testDoneIsReplayed(t *testing.T, s Suite) {
@@ -235,7 +237,7 @@ func testDoneIsReplayed(t *testing.T, s Suite) {
 	if res.Done || res.Charged {
 		t.Errorf("Resolve with an accounted-for charge = %+v; want undecided", res)
 	}
-	checkTTL(t, s, st, tok, T0)
+	checkTTL(t, s, st, tok)
 }
 
 // pendingFor leaves key's charge pending (unknown since T0) and returns
@@ -391,7 +393,7 @@ func testUnknownResolvedCharged(t *testing.T, s Suite) {
 			if due := must(t).due(st.Due(ctx(), now.Add(time.Hour), time.Minute, 10)); len(due) != 0 {
 				t.Errorf("Due after resolution = %+v; want none", due)
 			}
-			checkTTL(t, s, st, tok, now)
+			checkTTL(t, s, st, tok)
 		})
 	}
 }
@@ -502,7 +504,7 @@ func testKeylessPending(t *testing.T, s Suite) {
 	if due := must(t).due(st.Due(ctx(), T0.Add(time.Hour), time.Minute, 10)); len(due) != 1 || due[0].ID != "p2" {
 		t.Errorf("Due after resolving p1 = %+v; want p2 only", due)
 	}
-	checkTTL(t, s, st, tok, T0)
+	checkTTL(t, s, st, tok)
 }
 
 func testExpiredTokenForgotten(t *testing.T, s Suite) {
@@ -612,5 +614,5 @@ func testBoundedChargeIDs(t *testing.T, s Suite) {
 	if res := must(t).resolved(st.Resolve(ctx(), p, middleware.Resolution{Candidates: []middleware.ChargeRef{last}, Now: T0})); res.Done {
 		t.Errorf("the newest accounted-for charge was attributed again: %+v", res)
 	}
-	checkTTL(t, s, st, tok, T0)
+	checkTTL(t, s, st, tok)
 }
