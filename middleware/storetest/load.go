@@ -153,7 +153,7 @@ type load struct {
 	replicas []*replica
 	closing  sync.WaitGroup // servers of dead replicas
 	res      LoadResult
-	resolved map[string]bool // key -> found charged
+	resolved map[string]bool     // key -> found charged
 	trace    map[string][]string // key -> what happened, for failure messages
 	faultsOn atomic.Bool
 	restart  sync.Once
