@@ -336,6 +336,12 @@ func (p *protected) serveNext(w http.ResponseWriter, r *http.Request) error {
 // (for example Caddy's 502 when the upstream is down). Otherwise the
 // response is charged only if it delivers content ([Chargeable]) and
 // released only after the charge is confirmed.
+//
+// On a paid route, a request with an [IdempotencyKeyHeader] is idempotent
+// (see [Input.IdempotencyKey]): its body is read (up to MaxBufferBytes) to
+// fingerprint it, its charged response is stored as it is delivered, and a
+// duplicate gets the stored response with [ReplayedHeader] "true", a 409
+// while the first runs, or a 422 when it is another request.
 func (m *Middleware) Serve(w http.ResponseWriter, r *http.Request, rt *Route, next func(http.ResponseWriter, *http.Request) error) error {
 	in := Input{Request: r, NoCharge: r.Method == http.MethodHead}
 	in.Token, in.TokenErr = m.extract(r)
