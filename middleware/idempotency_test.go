@@ -622,7 +622,8 @@ func reconcilers() int {
 	for {
 		n := runtime.Stack(buf, true)
 		if n < len(buf) {
-			return strings.Count(string(buf[:n]), "middleware.(*Middleware).reconcileLoop(")
+			// A loop not yet scheduled shows only its creator.
+			return strings.Count(string(buf[:n]), "created by github.com/kyapay/kyapay-go/middleware.(*Middleware).startReconciler")
 		}
 		buf = make([]byte, 2*len(buf))
 	}
