@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,6 +19,7 @@ import (
 	"github.com/kyapay/kyapay-go/kyapay"
 	"github.com/kyapay/kyapay-go/kyapay/kyapaytest"
 	"github.com/kyapay/kyapay-go/middleware"
+	"github.com/kyapay/kyapay-go/middleware/storetest"
 )
 
 // counted is a handler that numbers its runs in its body.
@@ -599,7 +599,7 @@ func TestCloseStopsTheReconciler(t *testing.T) {
 	if err := e.Middleware.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if n := reconcilers(); n != before {
+	if n := storetest.SettledReconcilers(before); n != before {
 		t.Errorf("%d reconcilers after Close; want %d", n, before)
 	}
 	if err := e.Middleware.Close(); err != nil {
@@ -617,14 +617,4 @@ func TestCloseStopsTheReconciler(t *testing.T) {
 }
 
 // reconcilers counts the reconciliation loops running in the process.
-func reconcilers() int {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			// A loop not yet scheduled shows only its creator.
-			return strings.Count(string(buf[:n]), "created by github.com/kyapay/kyapay-go/middleware.(*Middleware).startReconciler")
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-}
+func reconcilers() int { return storetest.CountReconcilers() }

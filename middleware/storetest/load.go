@@ -152,6 +152,7 @@ type load struct {
 	mu       sync.Mutex // guards replicas, res and the maps below
 	replicas []*replica
 	closing  sync.WaitGroup // servers of dead replicas
+	restarts sync.WaitGroup // replica restarts under way
 	res      LoadResult
 	resolved map[string]bool     // key -> found charged
 	trace    map[string][]string // key -> what happened, for failure messages
@@ -232,7 +233,7 @@ func (l *load) newReplica(store middleware.Store) *replica {
 	})
 	content := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if l.cfg.Restart && l.served.Add(1) == int64(l.cfg.Agents*l.cfg.KeysPerAgent/3) {
-			l.restart.Do(func() { go l.restartReplica(0) })
+			l.restart.Do(func() { l.restarts.Go(func() { l.restartReplica(0) }) })
 		}
 		io.WriteString(w, "content "+r.URL.RawQuery)
 	})
@@ -374,6 +375,7 @@ func (l *load) run() LoadResult {
 			})
 		}
 		wg.Wait()
+		l.restarts.Wait()
 		l.clock.Add(int64(loadLease + loadSettle + time.Second))
 		for _, r := range l.snapshot() {
 			if _, err := r.m.Reconcile(context.Background()); err != nil {
@@ -501,7 +503,7 @@ func (l *load) closeAll() {
 			l.t.Error(err)
 		}
 	}
-	l.res.LeftoverReconcilers = countReconcilers() - l.baseGo
+	l.res.LeftoverReconcilers = settledReconcilers(l.baseGo) - l.baseGo
 	for _, r := range l.snapshot() {
 		r.srv.Close()
 		r.v.Close()
@@ -567,6 +569,26 @@ func (l *load) check(keys [][]loadKey, delivered map[string]string, abandoned ma
 		t.Errorf("%d reconciliation loops left after Close", l.res.LeftoverReconcilers)
 	}
 }
+
+// settledReconcilers counts the reconciliation loops after giving those
+// that Close stopped the chance to return: Close waits until a loop has
+// finished its work, but the goroutine itself exits a moment later. It
+// yields until the count reaches want, a bounded number of times.
+func settledReconcilers(want int) int {
+	n := countReconcilers()
+	for i := 0; i < 10000 && n > want; i++ {
+		runtime.Gosched()
+		n = countReconcilers()
+	}
+	return n
+}
+
+// SettledReconcilers is settledReconcilers for tests of other packages.
+func SettledReconcilers(want int) int { return settledReconcilers(want) }
+
+// CountReconcilers counts the reconciliation loops running in the process
+// (including those not yet scheduled).
+func CountReconcilers() int { return countReconcilers() }
 
 // countReconcilers counts the reconciliation loops running in the process.
 func countReconcilers() int {
