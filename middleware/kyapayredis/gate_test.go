@@ -256,7 +256,7 @@ func testFaultLoad(t *testing.T, c redis.UniversalClient, name string) {
 		},
 	}
 	if os.Getenv("KYAPAY_LONG_LOAD") != "" {
-		cfg.Agents, cfg.KeysPerAgent = 24, 50
+		cfg.Agents, cfg.KeysPerAgent = 32, 100
 	}
 	res := storetest.Load(t, cfg)
 	t.Logf("fault load, %s, 3 replicas, %d agents x %d keys:\n%s", name, max(cfg.Agents, 6), max(cfg.KeysPerAgent, 6), res)
