@@ -3,7 +3,6 @@ package charge
 import (
 	"context"
 	"encoding/json"
-	"net/http"
 	"net/url"
 	"strconv"
 	"time"
@@ -52,7 +51,11 @@ type Introspection struct {
 	// HasRemainingBalance reports whether the answer carried
 	// remainingBalance (the field name is not documented by Skyfire).
 	HasRemainingBalance bool
-	// Raw is the whole JSON answer, for fields this package does not model.
+	// Raw is the whole JSON answer, for fields this package does not
+	// model, scrubbed like errors are: any string (or number) that holds
+	// the token, the API key or a piece of 16 characters of either reads
+	// "[REDACTED]". When something was scrubbed, Raw is re-encoded
+	// (object keys sorted); otherwise it is the answer as received.
 	Raw json.RawMessage
 }
 
@@ -110,14 +113,12 @@ func (c *Client) charge(ctx context.Context, token string, amount *kyapay.Amount
 	body = appendJSONString(body, token)
 	if amount != nil {
 		body = append(body, `,"chargeAmount":"`...)
-		text, _ := amount.MarshalText()
-		body = append(body, text...)
+		body = appendAmount(body, *amount)
 		body = append(body, '"')
 	}
 	body = append(body, '}')
 
-	sc := c.scrubber(token)
-	res, cerr := c.call(ctx, op, http.MethodPost, c.chargeURL, body)
+	res, sc, cerr := c.exchange(ctx, op, c.chargeReq, "", body, token)
 	if cerr != nil {
 		return Receipt{}, cerr
 	}
@@ -144,8 +145,7 @@ func (c *Client) Introspect(ctx context.Context, token string) (Introspection, e
 	body = appendJSONString(body, token)
 	body = append(body, '}')
 
-	sc := c.scrubber(token)
-	res, cerr := c.call(ctx, op, http.MethodPost, c.introspectURL, body)
+	res, sc, cerr := c.exchange(ctx, op, c.introspectReq, "", body, token)
 	if cerr != nil {
 		return Introspection{}, cerr
 	}
@@ -189,8 +189,7 @@ func (c *Client) TokenCharges(ctx context.Context, jti string, pageCursor string
 		}
 		target += "?" + q.Encode()
 	}
-	sc := c.scrubber("")
-	res, cerr := c.call(ctx, op, http.MethodGet, target, nil)
+	res, sc, cerr := c.exchange(ctx, op, nil, target, nil, "")
 	if cerr != nil {
 		return ChargesPage{}, cerr
 	}
@@ -254,7 +253,13 @@ func (c *Client) check(op string, res response, sc scrubber) *Error {
 		default:
 			e.Code, e.Message, e.Details = decodeError(res.body, sc)
 		}
-		e.Outcome, e.Reason = classifyStatus(res.status, e.Code)
+		e.Outcome, e.Reason = classifyStatus(res.status, e.Code, e.Message)
+		if d, ok := parseRetryAfter(res.retryAfter, c.now()); ok {
+			e.RetryAfter = d
+		}
+		if res.keyErr != nil && e.Err == nil {
+			e.Err = res.keyErr
+		}
 		return e
 	}
 	switch {
@@ -285,8 +290,27 @@ func checkToken(op, token string) *Error {
 	return nil
 }
 
-func (c *Client) scrubber(token string) scrubber {
-	return scrubber{token: token, key: c.secret().key}
+// appendAmount appends a in the form of [kyapay.Amount.String] (the
+// shortest exact decimal), without the allocation of String.
+func appendAmount(b []byte, a kyapay.Amount) []byte {
+	const unit = 1_000_000
+	m := a.Micros()
+	b = strconv.AppendInt(b, m/unit, 10)
+	frac := m % unit
+	if frac == 0 {
+		return b
+	}
+	var digits [kyapay.AmountDecimals]byte
+	for i := len(digits) - 1; i >= 0; i-- {
+		digits[i] = byte('0' + frac%10)
+		frac /= 10
+	}
+	n := len(digits)
+	for digits[n-1] == '0' {
+		n--
+	}
+	b = append(b, '.')
+	return append(b, digits[:n]...)
 }
 
 // appendJSONString appends s as a JSON string. KYAPay tokens are plain

@@ -21,19 +21,21 @@ func TestIntrospect(t *testing.T) {
 		want    Introspection
 		wantErr Outcome
 		isErr   bool
+		raw     string // the expected Raw; "" means the body as is
 	}{
 		{"valid with balance", `{"isValid":true,"validationError":null,"remainingBalance":"4.990000"}`,
-			Introspection{IsValid: true, RemainingBalance: kyapay.MustParseAmount("4.99"), HasRemainingBalance: true}, 0, false},
-		{"valid without balance", `{"isValid":true}`, Introspection{IsValid: true}, 0, false},
+			Introspection{IsValid: true, RemainingBalance: kyapay.MustParseAmount("4.99"), HasRemainingBalance: true}, 0, false, ""},
+		{"valid without balance", `{"isValid":true}`, Introspection{IsValid: true}, 0, false, ""},
 		{"invalid", `{"isValid":false,"validationError":"Token expired"}`,
-			Introspection{ValidationError: "Token expired"}, 0, false},
+			Introspection{ValidationError: "Token expired"}, 0, false, ""},
 		{"invalid with structured error", `{"isValid":false,"validationError":{"code":"X"}}`,
-			Introspection{ValidationError: `{"code":"X"}`}, 0, false},
+			Introspection{ValidationError: `{"code":"X"}`}, 0, false, ""},
 		{"invalid echoing the token", `{"isValid":false,"validationError":"bad token ` + testToken + `"}`,
-			Introspection{ValidationError: "bad token [REDACTED]"}, 0, false},
-		{"missing isValid", `{"remainingBalance":"1"}`, Introspection{}, OutcomeUnknown, true},
-		{"isValid not bool", `{"isValid":"yes"}`, Introspection{}, OutcomeUnknown, true},
-		{"garbage", `<html>`, Introspection{}, OutcomeUnknown, true},
+			Introspection{ValidationError: "bad token [REDACTED]"}, 0, false,
+			`{"isValid":false,"validationError":"bad token [REDACTED]"}`},
+		{"missing isValid", `{"remainingBalance":"1"}`, Introspection{}, OutcomeUnknown, true, ""},
+		{"isValid not bool", `{"isValid":"yes"}`, Introspection{}, OutcomeUnknown, true, ""},
+		{"garbage", `<html>`, Introspection{}, OutcomeUnknown, true, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -62,8 +64,12 @@ func TestIntrospect(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Introspect: %v", err)
 			}
-			if string(got.Raw) != tt.body {
-				t.Errorf("got Raw %s; want %s", got.Raw, tt.body)
+			wantRaw := tt.raw
+			if wantRaw == "" {
+				wantRaw = tt.body
+			}
+			if string(got.Raw) != wantRaw {
+				t.Errorf("got Raw %s; want %s", got.Raw, wantRaw)
 			}
 			got.Raw = nil
 			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
@@ -78,8 +84,8 @@ func TestIntrospect(t *testing.T) {
 		_, err := c.Introspect(context.Background(), testToken)
 		e := asError(t, err)
 		wantOutcome(t, err, OutcomeDeclined)
-		if e.Op != "introspect" || e.Reason != ReasonTokenRejected {
-			t.Errorf("got op %q reason %v; want introspect token_rejected", e.Op, e.Reason)
+		if e.Op != "introspect" || e.Reason != ReasonAPIKeyRejected {
+			t.Errorf("got op %q reason %v; want introspect api_key_rejected", e.Op, e.Reason)
 		}
 	})
 }
@@ -291,6 +297,18 @@ func TestNewConfig(t *testing.T) {
 		{"production", Config{BaseURL: ProductionBaseURL, APIKey: testKey}, ""},
 		{"sandbox trailing slash", Config{BaseURL: SandboxBaseURL + "/", APIKey: testKey}, ""},
 		{"path prefix", Config{BaseURL: "http://localhost:8080/skyfire/", APIKey: testKey}, ""},
+		{"http loopback v4", Config{BaseURL: "http://127.0.0.1:8080", APIKey: testKey}, ""},
+		{"http loopback 127/8", Config{BaseURL: "http://127.45.6.7", APIKey: testKey}, ""},
+		{"http loopback v6", Config{BaseURL: "http://[::1]:9000/", APIKey: testKey}, ""},
+		{"http loopback mapped", Config{BaseURL: "http://[::ffff:127.0.0.1]:9000", APIKey: testKey}, ""},
+		{"http LOCALHOST", Config{BaseURL: "http://LOCALHOST:1", APIKey: testKey}, ""},
+		{"http remote host", Config{BaseURL: "http://api.skyfire.xyz", APIKey: testKey}, "plain http:// to a host that is not loopback"},
+		{"http remote ip", Config{BaseURL: "http://10.0.0.1:8080", APIKey: testKey}, "would travel unencrypted"},
+		{"http unspecified", Config{BaseURL: "http://0.0.0.0:8080", APIKey: testKey}, "use https://"},
+		{"http v6 remote", Config{BaseURL: "http://[2001:db8::1]", APIKey: testKey}, "not loopback"},
+		{"http localhost lookalike", Config{BaseURL: "http://localhost.example.com", APIKey: testKey}, "not loopback"},
+		{"http loopback-named host", Config{BaseURL: "http://127.0.0.1.nip.io", APIKey: testKey}, "not loopback"},
+		{"HTTP remote upper case", Config{BaseURL: "HTTP://api.skyfire.xyz", APIKey: testKey}, "not loopback"},
 		{"empty base", Config{APIKey: testKey}, "BaseURL is empty"},
 		{"relative", Config{BaseURL: "/api", APIKey: testKey}, "absolute http or https"},
 		{"ftp", Config{BaseURL: "ftp://api.skyfire.xyz", APIKey: testKey}, "absolute http or https"},
@@ -302,8 +320,18 @@ func TestNewConfig(t *testing.T) {
 		{"unparsable", Config{BaseURL: "https://user:s3cret@api.skyfire.xyz:port", APIKey: testKey}, "not a valid URL"},
 		{"space", Config{BaseURL: "https://api.skyfire.xyz/a b", APIKey: testKey}, "spaces"},
 		{"no key", Config{BaseURL: ProductionBaseURL}, "APIKey is empty"},
-		{"key with newline", Config{BaseURL: ProductionBaseURL, APIKey: testKey + "\r\nX: y"}, "APIKey contains"},
-		{"key with space", Config{BaseURL: ProductionBaseURL, APIKey: " " + testKey}, "APIKey contains"},
+		{"key with newline", Config{BaseURL: ProductionBaseURL, APIKey: testKey + "\r\nX: y"}, "APIKey: charge: invalid API key: contains whitespace"},
+		{"key with space", Config{BaseURL: ProductionBaseURL, APIKey: " " + testKey}, "invalid API key: contains whitespace"},
+		{"key with inner space", Config{BaseURL: ProductionBaseURL, APIKey: "sk live"}, "invalid API key: contains whitespace"},
+		{"key with tab", Config{BaseURL: ProductionBaseURL, APIKey: "sk\tlive"}, "invalid API key: contains whitespace"},
+		{"key with NUL", Config{BaseURL: ProductionBaseURL, APIKey: "sk\x00live"}, "invalid API key: contains a control character"},
+		{"key with DEL", Config{BaseURL: ProductionBaseURL, APIKey: "sk\x7flive"}, "invalid API key: contains a control character"},
+		{"key non-ASCII", Config{BaseURL: ProductionBaseURL, APIKey: "sk_lïve"}, "invalid API key: contains a non-ASCII byte"},
+		{"key too long", Config{BaseURL: ProductionBaseURL, APIKey: APIKey(strings.Repeat("k", 4097))}, "longer than 4096 bytes"},
+		{"key and source", Config{BaseURL: ProductionBaseURL, APIKey: testKey, KeySource: func(context.Context) (APIKey, error) { return testKey, nil }}, "not both"},
+		{"source fails", Config{BaseURL: ProductionBaseURL, KeySource: func(context.Context) (APIKey, error) { return "", errors.New("vault down") }}, "KeySource: vault down"},
+		{"source gives bad key", Config{BaseURL: ProductionBaseURL, KeySource: func(context.Context) (APIKey, error) { return testKey + "\n", nil }}, "KeySource: charge: invalid API key: contains whitespace"},
+		{"source ok", Config{BaseURL: ProductionBaseURL, KeySource: func(context.Context) (APIKey, error) { return testKey, nil }}, ""},
 		{"bad user agent", Config{BaseURL: ProductionBaseURL, APIKey: testKey, UserAgent: "a\nb"}, "UserAgent"},
 		{"negative timeout", Config{BaseURL: ProductionBaseURL, APIKey: testKey, Timeout: -1}, "Timeout"},
 		{"negative max body", Config{BaseURL: ProductionBaseURL, APIKey: testKey, MaxResponseBytes: -1}, "MaxResponseBytes"},
@@ -348,8 +376,8 @@ func TestNewDefaults(t *testing.T) {
 	if c.backoff(1) != 50*time.Millisecond || c.backoff(2) != 100*time.Millisecond {
 		t.Errorf("got default backoff %v, %v", c.backoff(1), c.backoff(2))
 	}
-	if c.secret().userAgent[0] != DefaultUserAgent {
-		t.Errorf("got user agent %q", c.secret().userAgent[0])
+	if c.secret().userAgent != DefaultUserAgent {
+		t.Errorf("got user agent %q", c.secret().userAgent)
 	}
 	tr, ok := c.hc.Transport.(*http.Transport)
 	if !ok || tr.MaxIdleConnsPerHost < 16 {

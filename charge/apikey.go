@@ -1,6 +1,7 @@
 package charge
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 )
@@ -18,6 +19,38 @@ const redacted = "[REDACTED]"
 // encoding/json on a map keyed by APIKey (string-kinded keys are written
 // as is). Keep keys in exported fields or in a [Config].
 type APIKey string
+
+// ErrInvalidAPIKey is wrapped by the errors of [APIKey.Check].
+var ErrInvalidAPIKey = errors.New("charge: invalid API key")
+
+// maxAPIKeyBytes bounds an API key; Skyfire's are far shorter.
+const maxAPIKeyBytes = 4 << 10
+
+// Check reports whether the key is well formed: not empty, at most 4 KiB,
+// and only printable ASCII without whitespace (so it fits an HTTP header
+// as is, and a stray line break or space from a file or an environment
+// variable is caught when the key is loaded, not at the first charge).
+// Skyfire documents no finer format. The error wraps [ErrInvalidAPIKey]
+// and never quotes the key.
+func (k APIKey) Check() error {
+	switch {
+	case k == "":
+		return fmt.Errorf("%w: empty", ErrInvalidAPIKey)
+	case len(k) > maxAPIKeyBytes:
+		return fmt.Errorf("%w: longer than %d bytes", ErrInvalidAPIKey, maxAPIKeyBytes)
+	}
+	for i := 0; i < len(k); i++ {
+		switch c := k[i]; {
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f':
+			return fmt.Errorf("%w: contains whitespace (byte %d of %d)", ErrInvalidAPIKey, i+1, len(k))
+		case c < 0x20 || c == 0x7f:
+			return fmt.Errorf("%w: contains a control character (byte %d of %d)", ErrInvalidAPIKey, i+1, len(k))
+		case c > 0x7f:
+			return fmt.Errorf("%w: contains a non-ASCII byte (byte %d of %d)", ErrInvalidAPIKey, i+1, len(k))
+		}
+	}
+	return nil
+}
 
 // Reveal returns the secret key.
 func (k APIKey) Reveal() string { return string(k) }

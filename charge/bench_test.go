@@ -6,7 +6,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"sort"
 	"testing"
+	"time"
 
 	"github.com/kyapay/kyapay-go/charge"
 	"github.com/kyapay/kyapay-go/kyapay"
@@ -53,13 +55,23 @@ func BenchmarkCharge(b *testing.B) {
 // http.Client POST of the same body to the same kind of server, reading and
 // discarding the same answer.
 func BenchmarkRawPOST(b *testing.B) {
-	srv := benchServer(b)
-	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-	defer hc.CloseIdleConnections()
-	body := []byte(`{"token":"` + benchToken + `","chargeAmount":"0.01"}`)
-	url := srv.URL + "/api/v1/tokens/charge"
+	post := rawPOST(b, benchServer(b))
 	b.ReportAllocs()
 	for b.Loop() {
+		post()
+	}
+}
+
+// rawPOST returns a function doing one bare keep-alive POST of the body
+// Charge sends (same token, same amount) to srv, reading and discarding the
+// answer: the floor under Charge.
+func rawPOST(b *testing.B, srv *httptest.Server) func() {
+	tr := &http.Transport{MaxIdleConnsPerHost: 64}
+	b.Cleanup(tr.CloseIdleConnections)
+	hc := &http.Client{Transport: tr}
+	body := []byte(`{"token":"` + benchToken + `","chargeAmount":"0.01"}`)
+	url := srv.URL + "/api/v1/tokens/charge"
+	return func() {
 		req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
 		if err != nil {
 			b.Fatal(err)
@@ -76,6 +88,35 @@ func BenchmarkRawPOST(b *testing.B) {
 			b.Fatal(resp.Status)
 		}
 	}
+}
+
+// BenchmarkChargePaired times, in each iteration, one bare keep-alive POST
+// (the floor) and then one Client.Charge of the same body to the same
+// server, and reports the median of the per-pair ratios as
+// "charge/rawPOST". Pairing cancels the machine's drift, which on a shared
+// 2-core VM swings separate runs by 10-20 %.
+func BenchmarkChargePaired(b *testing.B) {
+	srv := benchServer(b)
+	c, err := charge.New(charge.Config{BaseURL: srv.URL, APIKey: "sk_bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	post := rawPOST(b, srv)
+	ctx := context.Background()
+	amt := kyapay.MustParseAmount("0.01")
+	ratios := make([]float64, 0, b.N)
+	for b.Loop() {
+		t0 := time.Now()
+		post()
+		t1 := time.Now()
+		if _, err := c.Charge(ctx, benchToken, amt); err != nil {
+			b.Fatal(err)
+		}
+		t2 := time.Now()
+		ratios = append(ratios, float64(t2.Sub(t1))/float64(t1.Sub(t0)))
+	}
+	sort.Float64s(ratios)
+	b.ReportMetric(ratios[len(ratios)/2], "charge/rawPOST")
 }
 
 // BenchmarkChargeParallel runs Charge from GOMAXPROCS goroutines on one

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/kyapay/kyapay-go/kyapay"
@@ -72,6 +73,14 @@ type chargeBody struct {
 // decodeReceipt parses a charge answer. amountCharged is required;
 // remainingBalance and transactionId are optional.
 func decodeReceipt(body []byte) (Receipt, error) {
+	if r, ok := decodeReceiptFast(body); ok {
+		return r, nil
+	}
+	return decodeReceiptSlow(body)
+}
+
+// decodeReceiptSlow is decodeReceipt through encoding/json.
+func decodeReceiptSlow(body []byte) (Receipt, error) {
 	var b chargeBody
 	if err := decodeObject(body, &b); err != nil {
 		return Receipt{}, err
@@ -85,6 +94,109 @@ func decodeReceipt(body []byte) (Receipt, error) {
 		HasRemainingBalance: b.RemainingBalance.set,
 		TransactionID:       flexString(b.TransactionID),
 	}, nil
+}
+
+// decodeReceiptFast decodes the common shape of a charge answer without
+// reflection: one flat JSON object whose values are all strings of
+// printable ASCII without escapes, or null, and with amountCharged set.
+// It gives up (ok false) on anything else, including a key that matches a
+// field name only case-insensitively, and decodeReceiptSlow decides; when
+// it succeeds its result is the one decodeReceiptSlow gives (the amounts
+// go through the same UnmarshalJSON, and duplicate keys keep the last
+// value). FuzzDecodeReceiptFast checks the equivalence.
+func decodeReceiptFast(body []byte) (r Receipt, ok bool) {
+	var amount, balance optAmount
+	var txID []byte // the raw transactionId value, nil if absent
+	i := skipSpace(body, 0)
+	if i >= len(body) || body[i] != '{' {
+		return Receipt{}, false
+	}
+	i = skipSpace(body, i+1)
+	if i < len(body) && body[i] == '}' {
+		return Receipt{}, false // no amountCharged
+	}
+	for {
+		key, next, ok := fastString(body, i)
+		if !ok {
+			return Receipt{}, false
+		}
+		i = skipSpace(body, next)
+		if i >= len(body) || body[i] != ':' {
+			return Receipt{}, false
+		}
+		i = skipSpace(body, i+1)
+		var val []byte
+		if _, next, ok := fastString(body, i); ok {
+			val, i = body[i:next], next
+		} else if len(body)-i >= 4 && string(body[i:i+4]) == "null" {
+			val, i = body[i:i+4], i+4
+		} else {
+			return Receipt{}, false
+		}
+		switch string(key) {
+		case "amountCharged":
+			if amount.UnmarshalJSON(val) != nil {
+				return Receipt{}, false
+			}
+		case "remainingBalance":
+			if balance.UnmarshalJSON(val) != nil {
+				return Receipt{}, false
+			}
+		case "transactionId":
+			txID = val
+		default:
+			k := string(key)
+			if strings.EqualFold(k, "amountCharged") || strings.EqualFold(k, "remainingBalance") || strings.EqualFold(k, "transactionId") {
+				return Receipt{}, false
+			}
+		}
+		i = skipSpace(body, i)
+		if i >= len(body) {
+			return Receipt{}, false
+		}
+		if body[i] == '}' {
+			break
+		}
+		if body[i] != ',' {
+			return Receipt{}, false
+		}
+		i = skipSpace(body, i+1)
+	}
+	if skipSpace(body, i+1) != len(body) || !amount.set {
+		return Receipt{}, false
+	}
+	r = Receipt{AmountCharged: amount.v, RemainingBalance: balance.v, HasRemainingBalance: balance.set}
+	if len(txID) >= 2 && txID[0] == '"' {
+		r.TransactionID = string(txID[1 : len(txID)-1])
+	}
+	return r, true
+}
+
+// skipSpace returns the index of the first byte at or after i that is not
+// JSON whitespace.
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// fastString reads a JSON string at b[i] made only of printable ASCII
+// without escapes, returning its contents and the index after its closing
+// quote. ok is false for anything else.
+func fastString(b []byte, i int) (s []byte, next int, ok bool) {
+	if i >= len(b) || b[i] != '"' {
+		return nil, 0, false
+	}
+	for j := i + 1; j < len(b); j++ {
+		switch c := b[j]; {
+		case c == '"':
+			return b[i+1 : j], j + 1, true
+		case c < 0x20 || c >= 0x7f || c == '\\':
+			return nil, 0, false
+		}
+	}
+	return nil, 0, false
 }
 
 // introspectBody is the 200 answer of POST /api/v1/tokens/introspect.
@@ -103,7 +215,11 @@ func decodeIntrospection(body []byte, sc scrubber) (Introspection, error) {
 	if b.IsValid == nil {
 		return Introspection{}, errors.New("response has no isValid")
 	}
-	in := Introspection{IsValid: *b.IsValid, Raw: json.RawMessage(body)}
+	raw, err := sc.scrubJSON(body)
+	if err != nil {
+		return Introspection{}, err
+	}
+	in := Introspection{IsValid: *b.IsValid, Raw: json.RawMessage(raw)}
 	if v := b.ValidationError; len(v) > 0 && string(v) != "null" {
 		s := flexString(v)
 		if s == "" && v[0] != '"' {

@@ -42,18 +42,57 @@
 //
 // Non-2xx answers carry Skyfire's envelope
 // {"code":"...","message":"...","details":{...}}. 4xx is OutcomeDeclined
-// with Reason from the code (or, without a known code, the status):
-// PAYMENT_ERROR, PAYMENT_DECLINED, 402 → insufficient balance;
-// NOT_AUTHORIZED, FORBIDDEN, 401, 403 → token rejected; BAD_REQUEST,
-// VALIDATION_ERROR, NOT_FOUND, 400, 404, 422 → invalid request;
-// NOT_ELIGIBLE, 409 → not eligible; 429 → rate limited. 5xx, 1xx and 3xx
-// are OutcomeUnknown.
+// (nothing was charged) with a Reason from the code or, without a known
+// code, the status; 5xx, 1xx and 3xx are OutcomeUnknown:
+//
+//	code (status)                              Reason
+//	INSUFFICIENT_BALANCE, INSUFFICIENT_FUNDS,  insufficient_balance
+//	  TOKEN_DEPLETED
+//	PAYMENT_ERROR (402), PAYMENT_DECLINED      insufficient_balance when the message names the
+//	  (400), or 402 without a code               balance ("balance", "insufficient", "exceeds",
+//	                                             "depleted", "exhausted", "not enough", "funds")
+//	                                             and no transient failure; otherwise
+//	                                             payment_failed (for example "network timeout",
+//	                                             "payment could not be completed")
+//	NOT_AUTHORIZED, UNAUTHORIZED (401)         api_key_rejected (the seller's key; see below)
+//	FORBIDDEN (403)                            token_rejected
+//	BAD_REQUEST (400), VALIDATION_ERROR (422), invalid_request
+//	  NOT_FOUND (404)
+//	NOT_ELIGIBLE (409)                         not_eligible
+//	any code with 429, RATE_LIMITED            rate_limited
+//
+// Skyfire documents no code that tells a spent token from other payment
+// failures, so the message decides. Only [ReasonInsufficientBalance] is
+// evidence that the token cannot pay this amount (remember it as spent);
+// [ReasonPaymentFailed] may be transient (do not).
+//
+// # API key rotation
+//
+// A [Config.KeySource] (for example [FileKey] on a mounted Kubernetes
+// secret) lets the key change while the process runs. The Client reads it
+// when created and again when the API answers 401 NOT_AUTHORIZED: with a
+// new key it sends the request once more (a 401 charged nothing). A 401
+// that persists is [ReasonAPIKeyRejected], an operator error: answer the
+// buyer 503, never 402 or 401. Rotate by creating the new key, updating
+// the source, then deleting the old key.
+//
+// # Rate limits
+//
+// A 429 charged nothing. When its Retry-After fits in what is left of the
+// call's Timeout, the Client waits and tries again (at most three times);
+// otherwise it returns [ReasonRateLimited] with [Error.RetryAfter] set, for
+// the caller to pass on as the Retry-After of a 503.
 //
 // # Secrets
 //
 // [APIKey] prints as "[REDACTED]" through fmt, log/slog and encoding/json.
-// Errors never contain the token or the key: upstream text is scrubbed of
-// both (and of anything JWT-shaped) and clipped.
+// Errors never contain the token or the key: upstream text is scrubbed and
+// clipped before it is put in an [Error]. Scrubbing removes every
+// occurrence of the token and the key, anything JWT-shaped, and every run
+// of base64 characters (with dots) that shares 16 or more consecutive
+// characters with the token or the key, so a token echoed wrapped at 64
+// columns, split at spaces or reduced to its signature is removed too.
+// [Introspection.Raw] is scrubbed the same way and stays valid JSON.
 //
 // # Money
 //

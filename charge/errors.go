@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Outcome says what is known about money after a failed call. It is the
@@ -61,14 +62,17 @@ type Reason uint8
 const (
 	// ReasonOther: a 4xx status with no more specific meaning.
 	ReasonOther Reason = iota
-	// ReasonInsufficientBalance: code PAYMENT_ERROR or PAYMENT_DECLINED
-	// (also INSUFFICIENT_BALANCE, INSUFFICIENT_FUNDS), or HTTP 402 — the
-	// token's balance does not cover the charge.
+	// ReasonInsufficientBalance: the API said that the token's balance
+	// does not cover the charge: code INSUFFICIENT_BALANCE,
+	// INSUFFICIENT_FUNDS or TOKEN_DEPLETED, or code PAYMENT_ERROR or
+	// PAYMENT_DECLINED (or HTTP 402 without a code) whose message names
+	// the balance ("balance", "insufficient", "exceeds", "depleted",
+	// "exhausted", "not enough", "funds") and no transient failure. This
+	// is evidence that the token cannot pay this amount; see
+	// [ReasonPaymentFailed] for the other 402s.
 	ReasonInsufficientBalance
-	// ReasonTokenRejected: code NOT_AUTHORIZED, UNAUTHORIZED or FORBIDDEN, or
-	// HTTP 401/403 —
-	// the token is invalid or expired, or (Skyfire does not distinguish) the
-	// seller API key is wrong for this environment.
+	// ReasonTokenRejected: code FORBIDDEN or HTTP 403: the API refused
+	// this token for this seller.
 	ReasonTokenRejected
 	// ReasonInvalidRequest: code BAD_REQUEST, VALIDATION_ERROR or NOT_FOUND,
 	// or HTTP 400/404/422; also arguments refused by this package before
@@ -89,6 +93,24 @@ const (
 	// or cannot be parsed, or with an unexpected 1xx/3xx status; also
 	// pagination that would not end ([Client.AllTokenCharges]).
 	ReasonBadResponse
+	// ReasonPaymentFailed: a payment decline that gives no evidence about
+	// the balance: code PAYMENT_ERROR or PAYMENT_DECLINED, or HTTP 402
+	// without a code, whose message does not name the balance or names a
+	// transient failure ("timeout", "timed out", "temporarily",
+	// "unavailable", "try again", "retry", "network", "connection").
+	// Skyfire documents PAYMENT_ERROR as "payment is required or could not
+	// be completed". Nothing was charged, and the token's balance may be
+	// intact: do not remember the token as spent; a later charge may
+	// succeed.
+	ReasonPaymentFailed
+	// ReasonAPIKeyRejected: code NOT_AUTHORIZED or UNAUTHORIZED, or HTTP
+	// 401. Skyfire documents NOT_AUTHORIZED as "key not recognized / wrong
+	// environment"; a token that passed local verification leaves the key
+	// as the likely cause. When the Client has a [Config.KeySource], it has
+	// already re-read the key and, if the source gave another one, tried
+	// again once with it. Nothing was charged. This is the seller's
+	// problem, not the buyer's: answer 503, and alert an operator.
+	ReasonAPIKeyRejected
 )
 
 var reasonNames = [...]string{
@@ -101,6 +123,8 @@ var reasonNames = [...]string{
 	ReasonServer:              "server_error",
 	ReasonTransport:           "transport",
 	ReasonBadResponse:         "bad_response",
+	ReasonPaymentFailed:       "payment_failed",
+	ReasonAPIKeyRejected:      "api_key_rejected",
 }
 
 // String returns a stable snake_case name such as "insufficient_balance".
@@ -149,8 +173,14 @@ type Error struct {
 	// Details maps a field name to its validation message, from the
 	// envelope's "details" (usually only on VALIDATION_ERROR).
 	Details map[string]string
+	// RetryAfter is the wait the API asked for with Retry-After on a 429
+	// (or 503) answer, clamped to an hour; zero without one. A 429 whose
+	// Retry-After fitted in the call's timeout was already waited for and
+	// retried, so a RetryAfter here is one the caller can pass on (for
+	// example as the Retry-After of its own 503).
+	RetryAfter time.Duration
 	// Err is the underlying cause (transport error, context error, decode
-	// error), or nil.
+	// error, or the failure to re-read the API key after a 401), or nil.
 	Err error
 }
 
@@ -206,6 +236,11 @@ func (e *Error) Error() string {
 		}
 		b.WriteByte(']')
 	}
+	if e.RetryAfter > 0 {
+		b.WriteString(" (retry after ")
+		b.WriteString(e.RetryAfter.String())
+		b.WriteByte(')')
+	}
 	if e.Err != nil {
 		b.WriteString(": ")
 		b.WriteString(e.Err.Error())
@@ -224,6 +259,9 @@ func (e *Error) GoString() string {
 		", Message: " + strconv.Quote(e.Message)
 	if len(e.Details) > 0 {
 		s += ", Details: " + strconv.Itoa(len(e.Details)) + " entries"
+	}
+	if e.RetryAfter > 0 {
+		s += ", RetryAfter: " + e.RetryAfter.String()
 	}
 	if e.Err != nil {
 		s += ", Err: " + strconv.Quote(e.Err.Error())
@@ -274,15 +312,20 @@ func ReasonOf(err error) Reason {
 }
 
 // reasonForStatus classifies a 4xx answer. The envelope code wins over the
-// status, except that 429 always means rate limiting.
-func reasonForStatus(status int, code string) Reason {
+// status, except that 429 always means rate limiting. A payment decline is
+// told apart by its message (see [paymentReason]).
+func reasonForStatus(status int, code, message string) Reason {
 	if status == 429 {
 		return ReasonRateLimited
 	}
 	switch strings.ToUpper(code) {
-	case "PAYMENT_ERROR", "PAYMENT_DECLINED", "INSUFFICIENT_BALANCE", "INSUFFICIENT_FUNDS":
+	case "INSUFFICIENT_BALANCE", "INSUFFICIENT_FUNDS", "TOKEN_DEPLETED":
 		return ReasonInsufficientBalance
-	case "NOT_AUTHORIZED", "UNAUTHORIZED", "FORBIDDEN":
+	case "PAYMENT_ERROR", "PAYMENT_DECLINED":
+		return paymentReason(message)
+	case "NOT_AUTHORIZED", "UNAUTHORIZED":
+		return ReasonAPIKeyRejected
+	case "FORBIDDEN":
 		return ReasonTokenRejected
 	case "BAD_REQUEST", "VALIDATION_ERROR", "NOT_FOUND":
 		return ReasonInvalidRequest
@@ -293,8 +336,10 @@ func reasonForStatus(status int, code string) Reason {
 	}
 	switch status {
 	case 402:
-		return ReasonInsufficientBalance
-	case 401, 403:
+		return paymentReason(message)
+	case 401:
+		return ReasonAPIKeyRejected
+	case 403:
 		return ReasonTokenRejected
 	case 400, 404, 422:
 		return ReasonInvalidRequest
@@ -304,11 +349,40 @@ func reasonForStatus(status int, code string) Reason {
 	return ReasonOther
 }
 
+// Words that make a payment decline's message evidence of a transient
+// failure, or of the balance. Transient words win: "timeout while reading
+// the balance" says nothing about the balance.
+var (
+	transientWords = []string{"timeout", "timed out", "time out", "temporar", "unavailable",
+		"try again", "retry", "network", "connection"}
+	balanceWords = []string{"balance", "insufficient", "exceed", "depleted", "exhausted",
+		"not enough", "funds"}
+)
+
+// paymentReason classifies a payment decline (PAYMENT_ERROR,
+// PAYMENT_DECLINED, 402) by its message: [ReasonInsufficientBalance] only
+// when the message names the balance and no transient failure, otherwise
+// [ReasonPaymentFailed].
+func paymentReason(message string) Reason {
+	m := strings.ToLower(message)
+	for _, w := range transientWords {
+		if strings.Contains(m, w) {
+			return ReasonPaymentFailed
+		}
+	}
+	for _, w := range balanceWords {
+		if strings.Contains(m, w) {
+			return ReasonInsufficientBalance
+		}
+	}
+	return ReasonPaymentFailed
+}
+
 // classifyStatus maps a non-2xx HTTP status to an outcome and reason.
-func classifyStatus(status int, code string) (Outcome, Reason) {
+func classifyStatus(status int, code, message string) (Outcome, Reason) {
 	switch {
 	case status >= 400 && status < 500:
-		return OutcomeDeclined, reasonForStatus(status, code)
+		return OutcomeDeclined, reasonForStatus(status, code, message)
 	case status >= 500:
 		return OutcomeUnknown, ReasonServer
 	default: // 1xx, 3xx (redirects are not followed)

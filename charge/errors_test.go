@@ -7,6 +7,8 @@ import (
 	"io"
 	"strings"
 	"testing"
+
+	"github.com/kyapay/kyapay-go/kyapay"
 )
 
 func TestErrorString(t *testing.T) {
@@ -98,7 +100,7 @@ func TestStrings(t *testing.T) {
 			t.Errorf("Outcome(%d).String() = %q; want %q", o, got, want)
 		}
 	}
-	for r := ReasonOther; r <= ReasonBadResponse; r++ {
+	for r := ReasonOther; r <= ReasonAPIKeyRejected; r++ {
 		if s := r.String(); s == "" || strings.HasPrefix(s, "reason(") {
 			t.Errorf("Reason(%d).String() = %q", r, s)
 		}
@@ -113,34 +115,97 @@ func TestClassifyStatus(t *testing.T) {
 	tests := []struct {
 		status  int
 		code    string
+		message string
 		outcome Outcome
 		reason  Reason
 	}{
-		{100, "", OutcomeUnknown, ReasonBadResponse},
-		{301, "", OutcomeUnknown, ReasonBadResponse},
-		{308, "PAYMENT_ERROR", OutcomeUnknown, ReasonBadResponse},
-		{400, "", OutcomeDeclined, ReasonInvalidRequest},
-		{400, "payment_declined", OutcomeDeclined, ReasonInsufficientBalance},
-		{401, "", OutcomeDeclined, ReasonTokenRejected},
-		{402, "", OutcomeDeclined, ReasonInsufficientBalance},
-		{402, "NOT_AUTHORIZED", OutcomeDeclined, ReasonTokenRejected},
-		{403, "", OutcomeDeclined, ReasonTokenRejected},
-		{404, "", OutcomeDeclined, ReasonInvalidRequest},
-		{405, "", OutcomeDeclined, ReasonOther},
-		{409, "", OutcomeDeclined, ReasonNotEligible},
-		{409, "NOT_ELIGIBLE", OutcomeDeclined, ReasonNotEligible},
-		{422, "", OutcomeDeclined, ReasonInvalidRequest},
-		{429, "PAYMENT_ERROR", OutcomeDeclined, ReasonRateLimited},
-		{499, "", OutcomeDeclined, ReasonOther},
-		{500, "", OutcomeUnknown, ReasonServer},
-		{503, "NOT_AUTHORIZED", OutcomeUnknown, ReasonServer},
-		{599, "", OutcomeUnknown, ReasonServer},
-		{600, "", OutcomeUnknown, ReasonServer},
+		{100, "", "", OutcomeUnknown, ReasonBadResponse},
+		{301, "", "", OutcomeUnknown, ReasonBadResponse},
+		{308, "PAYMENT_ERROR", "", OutcomeUnknown, ReasonBadResponse},
+		{400, "", "", OutcomeDeclined, ReasonInvalidRequest},
+		{400, "payment_declined", "", OutcomeDeclined, ReasonPaymentFailed},
+		{400, "payment_declined", "Insufficient funds", OutcomeDeclined, ReasonInsufficientBalance},
+		{400, "INSUFFICIENT_FUNDS", "", OutcomeDeclined, ReasonInsufficientBalance},
+		{402, "INSUFFICIENT_BALANCE", "network timeout", OutcomeDeclined, ReasonInsufficientBalance},
+		{402, "TOKEN_DEPLETED", "", OutcomeDeclined, ReasonInsufficientBalance},
+		{401, "", "", OutcomeDeclined, ReasonAPIKeyRejected},
+		{403, "UNAUTHORIZED", "", OutcomeDeclined, ReasonAPIKeyRejected},
+		{402, "", "", OutcomeDeclined, ReasonPaymentFailed},
+		{402, "", "Charge amount exceeds token value", OutcomeDeclined, ReasonInsufficientBalance},
+		{402, "PAYMENT_ERROR", "Charge amount exceeds token value", OutcomeDeclined, ReasonInsufficientBalance},
+		{402, "PAYMENT_ERROR", "charge amount 5 exceeds the remaining balance 1", OutcomeDeclined, ReasonInsufficientBalance},
+		{402, "PAYMENT_ERROR", "The balance on the given 'pay' token is not enough.", OutcomeDeclined, ReasonInsufficientBalance},
+		{402, "", "ERROR: The given pay token is depleted.", OutcomeDeclined, ReasonInsufficientBalance},
+		{402, "PAYMENT_ERROR", "Token balance exhausted", OutcomeDeclined, ReasonInsufficientBalance},
+		{402, "PAYMENT_ERROR", "payment is required or could not be completed", OutcomeDeclined, ReasonPaymentFailed},
+		{402, "PAYMENT_ERROR", "network timeout", OutcomeDeclined, ReasonPaymentFailed},
+		{402, "PAYMENT_ERROR", "Payment provider timed out", OutcomeDeclined, ReasonPaymentFailed},
+		{402, "PAYMENT_ERROR", "Request timeout while checking the balance", OutcomeDeclined, ReasonPaymentFailed},
+		{402, "PAYMENT_ERROR", "settlement network temporarily unavailable, try again", OutcomeDeclined, ReasonPaymentFailed},
+		{402, "payment_error", "upstream connection reset", OutcomeDeclined, ReasonPaymentFailed},
+		{402, "PAYMENT_ERROR", "", OutcomeDeclined, ReasonPaymentFailed},
+		{402, "NOT_AUTHORIZED", "", OutcomeDeclined, ReasonAPIKeyRejected},
+		{401, "FORBIDDEN", "", OutcomeDeclined, ReasonTokenRejected},
+		{403, "", "", OutcomeDeclined, ReasonTokenRejected},
+		{404, "", "", OutcomeDeclined, ReasonInvalidRequest},
+		{405, "", "", OutcomeDeclined, ReasonOther},
+		{409, "", "", OutcomeDeclined, ReasonNotEligible},
+		{409, "NOT_ELIGIBLE", "", OutcomeDeclined, ReasonNotEligible},
+		{422, "", "", OutcomeDeclined, ReasonInvalidRequest},
+		{429, "PAYMENT_ERROR", "", OutcomeDeclined, ReasonRateLimited},
+		{499, "", "", OutcomeDeclined, ReasonOther},
+		{500, "", "", OutcomeUnknown, ReasonServer},
+		{503, "NOT_AUTHORIZED", "", OutcomeUnknown, ReasonServer},
+		{599, "", "", OutcomeUnknown, ReasonServer},
+		{600, "", "", OutcomeUnknown, ReasonServer},
 	}
 	for _, tt := range tests {
-		o, r := classifyStatus(tt.status, tt.code)
+		o, r := classifyStatus(tt.status, tt.code, tt.message)
 		if o != tt.outcome || r != tt.reason {
-			t.Errorf("classifyStatus(%d, %q) = %v, %v; want %v, %v", tt.status, tt.code, o, r, tt.outcome, tt.reason)
+			t.Errorf("classifyStatus(%d, %q, %q) = %v, %v; want %v, %v", tt.status, tt.code, tt.message, o, r, tt.outcome, tt.reason)
+		}
+	}
+}
+
+// TestDecodeReceiptFastPath checks that the answers Skyfire documents take
+// the reflection-free path, and that it gives what encoding/json gives.
+func TestDecodeReceiptFastPath(t *testing.T) {
+	t.Parallel()
+	for _, body := range []string{
+		`{"amountCharged":"0.01","remainingBalance":"4.99"}`,
+		`{"amountCharged":"0.01","remainingBalance":"4.99","transactionId":"tx_0123456789"}`,
+		"{\n  \"amountCharged\": \"0.010000\",\n  \"remainingBalance\": \"0\"\n}\n",
+		`{"transactionId":null,"amountCharged":"5"}`,
+	} {
+		fast, ok := decodeReceiptFast([]byte(body))
+		if !ok {
+			t.Errorf("%s: fast path gave up", body)
+			continue
+		}
+		slow, err := decodeReceiptSlow([]byte(body))
+		if err != nil || fast != slow {
+			t.Errorf("%s: fast %+v; encoding/json %+v, %v", body, fast, slow, err)
+		}
+	}
+	for _, body := range []string{
+		`{"amountCharged":0.01}`,                       // a number: encoding/json decides
+		`{"amountCharged":"0.01","AMOUNTCHARGED":"1"}`, // case-folded duplicate
+		`{"amountCharged":"0.01","note":"caf\u00e9"}`,  // an escape
+		`{"amountCharged":"0.01","n":{"x":1}}`,         // a nested value
+		`{"remainingBalance":"1"}`,                     // no amountCharged
+	} {
+		if _, ok := decodeReceiptFast([]byte(body)); ok {
+			t.Errorf("%s: fast path did not give up", body)
+		}
+	}
+}
+
+func TestAppendAmountMatchesString(t *testing.T) {
+	t.Parallel()
+	for _, s := range []string{"0", "0.000001", "0.01", "0.1", "1", "4.999999", "10", "15.5", "123456.000789", "999999999.999999"} {
+		a := kyapay.MustParseAmount(s)
+		if got := string(appendAmount([]byte("x"), a)); got != "x"+a.String() {
+			t.Errorf("appendAmount(%s) = %q; want %q", s, got, "x"+a.String())
 		}
 	}
 }

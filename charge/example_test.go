@@ -57,7 +57,10 @@ func Example() {
 	_, err = c.Charge(ctx, token, kyapay.MustParseAmount("10"))
 	switch charge.OutcomeOf(err) {
 	case charge.OutcomeDeclined:
-		// Nothing was charged: ask the agent for a new token (402).
+		// Nothing was charged. With insufficient_balance the token cannot
+		// pay this price: ask the agent for a new token (402). With
+		// payment_failed the balance may be intact: the token may be
+		// charged again later.
 		fmt.Println("declined:", charge.ReasonOf(err))
 	case charge.OutcomeUnknown:
 		// The charge may have happened: never answer 402 here.

@@ -1,8 +1,12 @@
 package charge
 
 import (
+	"encoding/json"
+	"fmt"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/kyapay/kyapay-go/kyapay"
@@ -42,8 +46,18 @@ func FuzzDecodeResponse(f *testing.F) {
 		}
 		sc := scrubber{token: testToken, key: testKey}
 		if in, err := decodeIntrospection(body, sc); err == nil {
-			if string(in.Raw) != string(body) {
-				t.Fatal("Raw differs from the body")
+			if leakedPiece(string(body), testToken, testKey) == "" && !strings.Contains(string(body), `\`) &&
+				!strings.Contains(string(body), testKey[:secretProbe]) && !strings.Contains(string(body), testToken[:secretProbe]) &&
+				!strings.Contains(string(body), "eyJ") && string(in.Raw) != string(body) {
+				t.Fatalf("Raw %s differs from the body %s with nothing to scrub", in.Raw, body)
+			}
+			if !json.Valid(in.Raw) {
+				t.Fatalf("Raw %s is not valid JSON", in.Raw)
+			}
+			var v any
+			_ = json.Unmarshal(in.Raw, &v)
+			if p := leakedPiece(string(in.Raw)+fmt.Sprint(v), testToken, testKey); p != "" {
+				t.Fatalf("Raw %s leaks %q", in.Raw, p)
 			}
 			checkClean(t, "validationError", in.ValidationError, maxMessageLen)
 		}
@@ -53,6 +67,38 @@ func FuzzDecodeResponse(f *testing.F) {
 					t.Fatal(err)
 				}
 			}
+		}
+	})
+}
+
+// FuzzDecodeReceiptFast checks that the reflection-free receipt decoder
+// agrees with encoding/json whenever it does not give up.
+func FuzzDecodeReceiptFast(f *testing.F) {
+	for _, s := range fuzzSeeds {
+		f.Add([]byte(s))
+	}
+	for _, s := range []string{
+		` { "amountCharged" : "0.01" , "remainingBalance":null,"transactionId":"t"} `,
+		`{"amountCharged":"1","amountCharged":null}`,
+		`{"amountCharged":"1","AmountCharged":"2"}`,
+		`{"x":"y","amountCharged":"2","transactionId":null}`,
+		`{"amountCharged":"1"}x`,
+		`{"amountCharged":"1",}`,
+		`{"amountCharged":"0.0000001"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		fast, ok := decodeReceiptFast(body)
+		if !ok {
+			return
+		}
+		slow, err := decodeReceiptSlow(body)
+		if err != nil {
+			t.Fatalf("fast path accepted %q, encoding/json refused it: %v", body, err)
+		}
+		if fast != slow {
+			t.Fatalf("decoding %q: fast %+v, encoding/json %+v", body, fast, slow)
 		}
 	})
 }
@@ -108,4 +154,70 @@ func checkNoSecret(t *testing.T, s string) {
 		strings.Contains(s, testToken[:secretProbe]) || strings.Contains(s, testKey[:secretProbe]) {
 		t.Fatalf("secret in %q", s)
 	}
+	if p := leakedPiece(s, testToken, testKey); p != "" {
+		t.Fatalf("piece %q of a secret in %q", p, s)
+	}
+}
+
+// FuzzScrub quotes a piece of the token or the key, cut into lines or
+// words of any width with any separator, between any two texts, and checks
+// that no piece of 16 bytes or more of either survives the scrubber, in
+// clean's output and in an Error built from it.
+func FuzzScrub(f *testing.F) {
+	sigAt := uint16(strings.LastIndexByte(longToken, '.') + 1)
+	f.Add("charge failed: ", " timeout", false, uint16(0), uint16(2000), uint8(64), "\n")
+	f.Add("", "", false, sigAt, uint16(2000), uint8(0), "")
+	f.Add("token=", ".", false, uint16(3), uint16(500), uint8(20), " ")
+	f.Add("x", "y", true, uint16(5), uint16(30), uint8(16), "\t")
+	f.Add("eyJ", "eyJ", false, sigAt-9, uint16(18), uint8(0), "")
+	f.Fuzz(func(t *testing.T, before, after string, useKey bool, start, length uint16, width uint8, sep string) {
+		secret := longToken
+		if useKey {
+			secret = testKey
+		}
+		i := int(start) % len(secret)
+		j := min(len(secret), i+int(length))
+		piece := secret[i:j]
+		if width > 0 {
+			piece = wrapAt(piece, int(width), sep)
+		}
+		text := before + piece + after
+		sc := scrubber{token: longToken, key: testKey}
+		out := sc.clean(text, 1<<20)
+		if p := leakedPiece(out, longToken, testKey); p != "" {
+			t.Fatalf("clean(%q) = %q leaks %q", text, out, p)
+		}
+		e := &Error{Op: "charge", Outcome: OutcomeDeclined, Status: 402, Code: sc.clean(before, maxCodeLen),
+			Message: sc.clean(text, maxMessageLen), Details: map[string]string{sc.clean(after, maxDetailLen): sc.clean(text, maxDetailLen)}}
+		for _, s := range []string{e.Error(), e.GoString()} {
+			if p := leakedPiece(s, longToken, testKey); p != "" {
+				t.Fatalf("error %q leaks %q", s, p)
+			}
+		}
+	})
+}
+
+// FuzzParseRetryAfter checks that any Retry-After value gives a wait in
+// [0, maxRetryAfter], and delay-seconds their exact value.
+func FuzzParseRetryAfter(f *testing.F) {
+	for _, s := range []string{"0", "1", "120", "99999999999999999999", "-1", "1.5", " 1", "soon", "",
+		"Wed, 21 Oct 2015 07:28:00 GMT", "Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994"} {
+		f.Add(s)
+	}
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, v string) {
+		d, ok := parseRetryAfter(v, now)
+		if !ok {
+			if d != 0 {
+				t.Fatalf("parseRetryAfter(%q) = %v, false", v, d)
+			}
+			return
+		}
+		if d < 0 || d > maxRetryAfter {
+			t.Fatalf("parseRetryAfter(%q) = %v; out of range", v, d)
+		}
+		if n, err := strconv.ParseUint(v, 10, 64); err == nil && n <= 3600 && d != time.Duration(n)*time.Second {
+			t.Fatalf("parseRetryAfter(%q) = %v; want %ds", v, d, n)
+		}
+	})
 }

@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -401,3 +403,109 @@ func TestHTTP2(t *testing.T) {
 }
 
 func discardLogger() *log.Logger { return log.New(io.Discard, "", 0) }
+
+// TestRecycledAttemptStartsClean checks that the record of a finished
+// attempt (which reached the server) does not leak into a later one: a
+// dial failure after a successful charge must still be provably not sent,
+// and retried.
+func TestRecycledAttemptStartsClean(t *testing.T) {
+	t.Parallel()
+	var dials atomic.Int32
+	api := newFakeAPI(t, reply(200, `{"amountCharged":"0.01"}`))
+	tr := countingTransport(t, &dials, func(n int32) bool { return n%2 == 0 }) // every second dial fails
+	tr.DisableKeepAlives = true                                                // one dial per request
+	c := newTestClient(t, api.URL, func(cfg *Config) {
+		cfg.HTTPClient = &http.Client{Transport: tr}
+		cfg.MaxRetries = 1
+	})
+	for i := range 20 {
+		if _, err := c.Charge(context.Background(), testToken, kyapay.MustParseAmount("0.01")); err != nil {
+			t.Fatalf("charge %d: %v (a dial failure must be retried)", i, err)
+		}
+	}
+	if d, n := dials.Load(), api.hits.Load(); n != 20 || d != 39 {
+		t.Errorf("got %d dials, %d requests; want 39 and 20", d, n)
+	}
+}
+
+// TestCallerTraceStillCalled checks that a client trace already in the
+// caller's context keeps receiving events, and that the not-sent proof
+// still holds with it.
+func TestCallerTraceStillCalled(t *testing.T) {
+	t.Parallel()
+	var dials, gets, gots atomic.Int32
+	api := newFakeAPI(t, reply(200, `{"amountCharged":"0.01"}`))
+	c := newTestClient(t, api.URL, func(cfg *Config) {
+		cfg.HTTPClient = &http.Client{Transport: countingTransport(t, &dials, func(n int32) bool { return n == 1 })}
+		cfg.MaxRetries = 1
+	})
+	ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
+		GetConn: func(string) { gets.Add(1) },
+		GotConn: func(httptrace.GotConnInfo) { gots.Add(1) },
+	})
+	for range 3 {
+		if _, err := c.Charge(ctx, testToken, kyapay.MustParseAmount("0.01")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The first charge dials twice (the first dial fails and is retried).
+	if g, h := gets.Load(), gots.Load(); g != 4 || h != 3 {
+		t.Errorf("caller's trace saw %d GetConn, %d GotConn; want 4 and 3", g, h)
+	}
+}
+
+// keyStripper deletes the API key header from every request after sending
+// it: a RoundTripper that breaks the rule not to modify requests.
+type keyStripper struct{ next http.RoundTripper }
+
+func (k keyStripper) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := k.next.RoundTrip(r)
+	r.Header.Del("Skyfire-Api-Key")
+	return resp, err
+}
+
+func TestForeignTransportGetsOwnHeaders(t *testing.T) {
+	t.Parallel()
+	api := newFakeAPI(t, func(w http.ResponseWriter, r *http.Request, _ []byte) {
+		if r.Header.Get("skyfire-api-key") != testKey {
+			w.WriteHeader(401)
+			return
+		}
+		_, _ = io.WriteString(w, `{"amountCharged":"0.01"}`)
+	})
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	c := newTestClient(t, api.URL, func(cfg *Config) { cfg.HTTPClient = &http.Client{Transport: keyStripper{tr}} })
+	for i := range 3 {
+		if _, err := c.Charge(context.Background(), testToken, kyapay.MustParseAmount("0.01")); err != nil {
+			t.Fatalf("charge %d: %v (a modified header reached a later request)", i, err)
+		}
+	}
+}
+
+func TestHTTPClientTimeoutHonoured(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	api := newFakeAPI(t, func(w http.ResponseWriter, r *http.Request, _ []byte) {
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	})
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	c := newTestClient(t, api.URL, func(cfg *Config) {
+		cfg.Timeout = time.Hour
+		cfg.HTTPClient = &http.Client{Transport: tr, Timeout: 20 * time.Millisecond}
+	})
+	_, err := c.Charge(context.Background(), testToken, kyapay.MustParseAmount("0.01"))
+	// Not sent if the timer fired before a connection was ready (a busy
+	// machine), unknown otherwise; either way the 20ms one, not the hour.
+	if o := OutcomeOf(err); o == OutcomeDeclined {
+		t.Errorf("got outcome %v", o)
+	}
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "per-call timeout 20ms") {
+		t.Errorf("got %v; want the HTTPClient's 20ms timeout", err)
+	}
+}

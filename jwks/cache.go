@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -42,6 +43,53 @@ type Cache struct {
 	wg        sync.WaitGroup // the refresh loop and running fetches
 	closeOnce sync.Once
 	done      chan struct{} // closed when Close has stopped every goroutine
+
+	// listeners are the functions added with AddRefreshListener, swapped
+	// whole under listenMu and read without locks.
+	listenMu  sync.Mutex
+	listeners atomic.Pointer[[]*refreshListener]
+}
+
+// refreshListener is one AddRefreshListener registration; its address
+// identifies it for removal.
+type refreshListener struct{ fn func(RefreshEvent) }
+
+// AddRefreshListener registers fn to be called after every fetch attempt,
+// like Config.OnRefresh (after it), and returns a function that removes
+// it. Components built after the Cache (a middleware reporting key
+// refreshes to its metrics) use it; the same rules as OnRefresh apply: fn
+// must return quickly and must not call Close.
+func (c *Cache) AddRefreshListener(fn func(RefreshEvent)) (remove func()) {
+	if fn == nil {
+		return func() {}
+	}
+	l := &refreshListener{fn: fn}
+	c.listenMu.Lock()
+	var cur []*refreshListener
+	if p := c.listeners.Load(); p != nil {
+		cur = *p
+	}
+	next := append(append([]*refreshListener(nil), cur...), l)
+	c.listeners.Store(&next)
+	c.listenMu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			c.listenMu.Lock()
+			defer c.listenMu.Unlock()
+			var cur []*refreshListener
+			if p := c.listeners.Load(); p != nil {
+				cur = *p
+			}
+			next := make([]*refreshListener, 0, len(cur))
+			for _, x := range cur {
+				if x != l {
+					next = append(next, x)
+				}
+			}
+			c.listeners.Store(&next)
+		})
+	}
 }
 
 // issuer is the per-issuer state.
@@ -58,12 +106,26 @@ type issuer struct {
 	// can skip taking mu.
 	nextAuto atomic.Int64
 
-	mu          sync.Mutex // guards inflight, attempted, lastAttempt, lastErr
+	mu          sync.Mutex // guards the fields below
 	inflight    bool       // a fetch is running; while true, Cache.sf holds the key name
 	attempted   bool       // an attempt has started at least once
 	lastAttempt time.Time  // Clock time the latest attempt started
 	lastErr     error      // outcome of the latest completed attempt; nil on success
+	// starts is a ring of the Clock times the latest fetch attempts
+	// started (len MaxFetchesPerMinute); starts[next] is the oldest.
+	starts []time.Time
+	next   int
+	// missed holds hashes of kids that a successful fetch, started after
+	// they were asked for, came back without. Such a kid waits
+	// UnknownKIDInterval; any other unknown kid only NewKIDInterval. It is
+	// emptied when it reaches maxMissed entries.
+	missed map[uint64]struct{}
 }
+
+// maxMissed bounds issuer.missed. Kids beyond it are forgotten, which
+// only shortens their wait to NewKIDInterval; MaxFetchesPerMinute still
+// holds.
+const maxMissed = 256
 
 // keySet is an immutable snapshot of one successful fetch.
 type keySet struct {
@@ -106,7 +168,8 @@ func New(ctx context.Context, cfg Config) (*Cache, error) {
 		if u, err := url.Parse(raw); err == nil {
 			shown = u.Redacted()
 		}
-		c.issuers[name] = &issuer{name: name, url: raw, shown: shown}
+		c.issuers[name] = &issuer{name: name, url: raw, shown: shown,
+			starts: make([]time.Time, s.maxPerMinute), missed: make(map[uint64]struct{})}
 	}
 	// The hook may run at once if ctx is already done; it then waits in
 	// Close for lifeMu, so it sees stopAfter set.
@@ -153,13 +216,15 @@ func New(ctx context.Context, cfg Config) (*Cache, error) {
 // refresh, Key starts a background refresh and still answers from the current
 // keys. It blocks only when it must: the issuer has no keys yet or they are
 // older than Config.MaxStale, or the kid is unknown and a fetch is allowed
-// (see Config.UnknownKIDInterval) or already running. Such a wait ends when
+// (see Config.NewKIDInterval, Config.UnknownKIDInterval and
+// Config.MaxFetchesPerMinute) or already running. Such a wait ends when
 // that fetch ends or ctx is done, whichever is first, and never lasts longer
 // than Config.FetchTimeout.
 //
 // Errors wrap [ErrUnknownIssuer], [ErrKeyNotFound], [ErrUnavailable] or
 // [ErrClosed]. An empty kid is always [ErrKeyNotFound]. The returned key is
-// shared: callers must not modify it.
+// shared: callers must not modify it. A key that a refresh finds unchanged
+// keeps its pointer.
 func (c *Cache) Key(ctx context.Context, issuer, kid string) (*ecdsa.PublicKey, error) {
 	if c.closed.Load() {
 		return nil, ErrClosed
@@ -187,6 +252,30 @@ func (c *Cache) Key(ctx context.Context, issuer, kid string) (*ecdsa.PublicKey, 
 		return c.fetchAndLook(ctx, is, kid, ReasonStartup, now)
 	}
 	return c.fetchAndLook(ctx, is, kid, ReasonTTL, now) // older than MaxStale
+}
+
+// PeekKey returns the key with the given kid from the issuer's most
+// recently fetched key set, and whether there is one. Unlike [Cache.Key]
+// it never fetches, waits, locks or allocates, and it does not look at
+// the clock: it answers from the last successful fetch however old (Key
+// is the one that fails closed past Config.MaxStale). It answers false
+// for an unknown issuer, before the first successful fetch and after
+// Close. A verifier uses it to check, on every use of a token it
+// verified earlier, that the token's key is still published.
+func (c *Cache) PeekKey(issuer, kid string) (*ecdsa.PublicKey, bool) {
+	if c.closed.Load() {
+		return nil, false
+	}
+	is := c.issuers[issuer]
+	if is == nil {
+		return nil, false
+	}
+	ks := is.keys.Load()
+	if ks == nil {
+		return nil, false
+	}
+	k, ok := ks.keys[kid]
+	return k, ok
 }
 
 // Refresh fetches issuer's key set now and waits for the result, or joins a
@@ -260,13 +349,23 @@ func (c *Cache) enter() bool {
 // keys, or there are no fresh keys. It joins the fetch in flight, or starts
 // one for reason if the rate limit allows, and looks again; otherwise it
 // looks again at once, since a fetch may have finished in the meantime.
+//
+// An unknown kid that no fetch has come back without yet (see
+// issuer.missed) may start a fetch after NewKIDInterval; one that a fetch
+// already missed waits UnknownKIDInterval like every other automatic
+// fetch.
 func (c *Cache) fetchAndLook(ctx context.Context, is *issuer, kid, reason string, now time.Time) (*ecdsa.PublicKey, error) {
+	h := kidHash(kid)
 	is.mu.Lock()
 	var ch <-chan singleflight.Result
+	interval := c.s.unknownKIDInterval
+	if _, missed := is.missed[h]; !missed && reason == ReasonUnknownKID {
+		interval = c.s.newKIDInterval
+	}
 	switch {
 	case is.inflight:
 		ch = c.joinLocked(is)
-	case c.autoAllowedLocked(is, now):
+	case c.allowedLocked(is, now, interval):
 		var err error
 		if ch, err = c.startLocked(is, reason, now); err != nil {
 			is.mu.Unlock()
@@ -282,8 +381,25 @@ func (c *Cache) fetchAndLook(ctx context.Context, is *issuer, kid, reason string
 	if err != nil {
 		return nil, err
 	}
-	return c.lookup(is, kid, r.Err)
+	k, err := c.lookup(is, kid, r.Err)
+	if r.Err == nil && errors.Is(err, ErrKeyNotFound) {
+		is.mu.Lock()
+		if len(is.missed) >= maxMissed {
+			clear(is.missed)
+		}
+		is.missed[h] = struct{}{}
+		is.mu.Unlock()
+	}
+	return k, err
 }
+
+// kidSeed keys kidHash; it never leaves the process, so which kids share a
+// hash cannot be chosen from outside.
+var kidSeed = maphash.MakeSeed()
+
+// kidHash returns a fixed-size stand-in for an attacker-chosen kid, so
+// remembering it costs the same whatever its length.
+func kidHash(kid string) uint64 { return maphash.String(kidSeed, kid) }
 
 // lookup answers from the current keys after a fetch (or a decision not to
 // fetch). fetchErr is the outcome of the latest attempt.
@@ -327,16 +443,25 @@ func (c *Cache) refreshSoon(is *issuer, now time.Time) {
 	}
 	is.mu.Lock()
 	defer is.mu.Unlock()
-	if is.inflight || !c.autoAllowedLocked(is, now) {
+	if is.inflight || !c.allowedLocked(is, now, c.s.unknownKIDInterval) {
 		return
 	}
 	_, _ = c.startLocked(is, ReasonTTL, now) // only fails when closed
 }
 
-// autoAllowedLocked reports whether an automatic (non-manual) fetch may start
-// at now. is.mu must be held.
-func (c *Cache) autoAllowedLocked(is *issuer, now time.Time) bool {
-	return !is.attempted || now.Sub(is.lastAttempt) >= c.s.unknownKIDInterval
+// allowedLocked reports whether an automatic (non-manual) fetch may start
+// at now: the previous attempt started at least interval ago, and fewer
+// than MaxFetchesPerMinute attempts started in the last minute. is.mu
+// must be held.
+func (c *Cache) allowedLocked(is *issuer, now time.Time, interval time.Duration) bool {
+	if !is.attempted {
+		return true
+	}
+	if now.Sub(is.lastAttempt) < interval {
+		return false
+	}
+	oldest := is.starts[is.next]
+	return oldest.IsZero() || now.Sub(oldest) >= time.Minute
 }
 
 // startLocked starts a fetch of is. is.mu must be held and no fetch of is may
@@ -350,6 +475,8 @@ func (c *Cache) startLocked(is *issuer, reason string, now time.Time) (<-chan si
 	is.inflight = true
 	is.attempted = true
 	is.lastAttempt = now
+	is.starts[is.next] = now
+	is.next = (is.next + 1) % len(is.starts)
 	is.nextAuto.Store(now.Add(c.s.unknownKIDInterval).UnixNano())
 	// The fetch clears is.inflight and calls c.sf.Forget under is.mu, so a
 	// DoChan made here with is.inflight false always starts a new call.

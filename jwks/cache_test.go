@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -947,5 +948,38 @@ func waitCacheGoroutines(t *testing.T, want int) {
 			t.Fatalf("%d cache goroutines left, want %d:\n%s", cacheGoroutines(), want, buf[:runtime.Stack(buf, true)])
 		}
 		runtime.Gosched()
+	}
+}
+
+func TestAddRefreshListener(t *testing.T) {
+	a := genKey(t)
+	srv := newJWKSServer(t, setJSON(t, ecJWK(t, "A", &a.PublicKey)))
+	var config, first, second atomic.Int32
+	c, err := New(context.Background(), Config{
+		Issuers:   map[string]string{testIssuer: srv.URL},
+		OnRefresh: func(RefreshEvent) { config.Add(1) },
+		noLoop:    true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	remove1 := c.AddRefreshListener(func(ev RefreshEvent) {
+		if ev.Issuer != testIssuer || ev.Keys != 1 || ev.Err != nil {
+			t.Errorf("event %+v", ev)
+		}
+		first.Add(1)
+	})
+	c.AddRefreshListener(func(RefreshEvent) { second.Add(1) })
+	if err := c.Refresh(context.Background(), testIssuer); err != nil {
+		t.Fatal(err)
+	}
+	remove1()
+	remove1() // idempotent
+	if err := c.Refresh(context.Background(), testIssuer); err != nil {
+		t.Fatal(err)
+	}
+	if config.Load() < 2 || first.Load() != 1 || second.Load() != 2 {
+		t.Errorf("OnRefresh %d, first listener %d, second %d; want >=2, 1, 2", config.Load(), first.Load(), second.Load())
 	}
 }

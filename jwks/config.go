@@ -6,18 +6,21 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 )
 
 // Defaults applied by [New] to zero-valued [Config] fields.
 const (
-	DefaultFetchTimeout       = 10 * time.Second
-	DefaultTTL                = 60 * time.Minute
-	DefaultMinTTL             = 1 * time.Minute
-	DefaultMaxTTL             = 24 * time.Hour
-	DefaultUnknownKIDInterval = 30 * time.Second
-	DefaultMaxStale           = 24 * time.Hour
-	DefaultMaxBodyBytes       = 1 << 20
+	DefaultFetchTimeout        = 10 * time.Second
+	DefaultTTL                 = 60 * time.Minute
+	DefaultMinTTL              = 1 * time.Minute
+	DefaultMaxTTL              = 24 * time.Hour
+	DefaultUnknownKIDInterval  = 30 * time.Second
+	DefaultNewKIDInterval      = 5 * time.Second
+	DefaultMaxFetchesPerMinute = 6
+	DefaultMaxStale            = 24 * time.Hour
+	DefaultMaxBodyBytes        = 1 << 20
 )
 
 // Refresh reasons reported in [RefreshEvent.Reason].
@@ -46,10 +49,12 @@ type Config struct {
 	Issuers map[string]string
 
 	// HTTPClient performs the fetches. Default: a client with its own
-	// transport (a clone of http.DefaultTransport), Timeout FetchTimeout,
-	// and a redirect policy that refuses https -> http downgrades. Close
-	// closes that default client's idle connections; a client supplied here
-	// is left alone.
+	// transport (a clone of http.DefaultTransport) and Timeout
+	// FetchTimeout. Whichever client is used, redirects to another host
+	// (host:port) and from https to http are refused, and at most 10 are
+	// followed: a supplied client is copied and its CheckRedirect, if any,
+	// runs after those checks. Close closes the default client's idle
+	// connections; a client supplied here is left alone.
 	HTTPClient *http.Client
 
 	// FetchTimeout bounds each fetch (connect, headers and body), whatever
@@ -68,11 +73,26 @@ type Config struct {
 	MinTTL, MaxTTL time.Duration
 
 	// UnknownKIDInterval is the rate limit on automatic fetches of one
-	// issuer: a fetch caused by an unknown kid starts only if the previous
-	// fetch attempt of that issuer (for whatever reason) started at least
-	// this long ago, and retries after a failed fetch are spaced by it too.
-	// Manual [Cache.Refresh] calls are not limited. Default 30 s.
+	// issuer: a fetch for a kid that an earlier successful fetch already
+	// came back without starts only if the previous fetch attempt of that
+	// issuer (for whatever reason) started at least this long ago, and
+	// retries after a failed fetch are spaced by it too. Manual
+	// [Cache.Refresh] calls are not limited. Default 30 s.
 	UnknownKIDInterval time.Duration
+
+	// NewKIDInterval is the shorter spacing for a kid no fetch has been
+	// asked for yet, typically the issuer's new key right after a
+	// rotation: a fetch for it starts once the previous fetch attempt of
+	// that issuer started at least this long ago. If it exceeds
+	// UnknownKIDInterval, UnknownKIDInterval is used. Default 5 s.
+	NewKIDInterval time.Duration
+
+	// MaxFetchesPerMinute bounds the automatic fetches of one issuer
+	// started in any 60 seconds, whatever the reason, so tokens naming
+	// ever new random kids cannot make the cache hammer the issuer: with
+	// the defaults, at most 6 fetches a minute per issuer. Manual
+	// [Cache.Refresh] calls are not limited but count. Default 6.
+	MaxFetchesPerMinute int
 
 	// MaxStale is how long after their last successful fetch the last good
 	// keys keep being served while refreshes fail (never less than the
@@ -143,6 +163,8 @@ type settings struct {
 	ttl                time.Duration
 	minTTL, maxTTL     time.Duration
 	unknownKIDInterval time.Duration
+	newKIDInterval     time.Duration
+	maxPerMinute       int
 	maxStale           time.Duration
 	failFast           bool
 	maxBodyBytes       int64
@@ -164,6 +186,8 @@ func (cfg *Config) settings() (*settings, error) {
 		minTTL:             cfg.MinTTL,
 		maxTTL:             cfg.MaxTTL,
 		unknownKIDInterval: cfg.UnknownKIDInterval,
+		newKIDInterval:     cfg.NewKIDInterval,
+		maxPerMinute:       cfg.MaxFetchesPerMinute,
 		maxStale:           cfg.MaxStale,
 		failFast:           cfg.FailFast,
 		maxBodyBytes:       cfg.MaxBodyBytes,
@@ -195,6 +219,7 @@ func (cfg *Config) settings() (*settings, error) {
 		{"MinTTL", &s.minTTL, DefaultMinTTL},
 		{"MaxTTL", &s.maxTTL, DefaultMaxTTL},
 		{"UnknownKIDInterval", &s.unknownKIDInterval, DefaultUnknownKIDInterval},
+		{"NewKIDInterval", &s.newKIDInterval, DefaultNewKIDInterval},
 		{"MaxStale", &s.maxStale, DefaultMaxStale},
 	}
 	for _, d := range durations {
@@ -204,6 +229,13 @@ func (cfg *Config) settings() (*settings, error) {
 		if *d.v == 0 {
 			*d.v = d.def
 		}
+	}
+	s.newKIDInterval = min(s.newKIDInterval, s.unknownKIDInterval)
+	if s.maxPerMinute < 0 {
+		return nil, fmt.Errorf("jwks: invalid config: MaxFetchesPerMinute is negative (%d)", s.maxPerMinute)
+	}
+	if s.maxPerMinute == 0 {
+		s.maxPerMinute = DefaultMaxFetchesPerMinute
 	}
 	if s.minTTL > s.maxTTL {
 		return nil, fmt.Errorf("jwks: invalid config: MinTTL (%v) exceeds MaxTTL (%v)", s.minTTL, s.maxTTL)
@@ -220,6 +252,10 @@ func (cfg *Config) settings() (*settings, error) {
 	if s.client == nil {
 		s.client = defaultClient(s.fetchTimeout)
 		s.ownClient = true
+	} else {
+		cp := *s.client
+		cp.CheckRedirect = checkRedirect(s.client.CheckRedirect)
+		s.client = &cp
 	}
 	return s, nil
 }
@@ -233,16 +269,31 @@ func defaultClient(timeout time.Duration) *http.Client {
 		tr = &http.Transport{Proxy: http.ProxyFromEnvironment}
 	}
 	return &http.Client{
-		Transport: tr,
-		Timeout:   timeout,
-		CheckRedirect: func(req *http.Request, via []*http.Request) error {
-			if len(via) >= 10 {
-				return errors.New("jwks: stopped after 10 redirects")
-			}
-			if req.URL.Scheme != "https" && via[len(via)-1].URL.Scheme == "https" {
-				return errors.New("jwks: refusing redirect from https to " + req.URL.Scheme)
-			}
-			return nil
-		},
+		Transport:     tr,
+		Timeout:       timeout,
+		CheckRedirect: checkRedirect(nil),
+	}
+}
+
+// checkRedirect returns a redirect policy that refuses a redirect to
+// another host than the JWKS URL's, a downgrade from https to http, and
+// more than 10 redirects, then applies next if it is not nil. A JWKS is
+// fetched from the URL the seller configured; a redirect elsewhere is
+// either a misconfiguration or an attempt to substitute keys.
+func checkRedirect(next func(*http.Request, []*http.Request) error) func(*http.Request, []*http.Request) error {
+	return func(req *http.Request, via []*http.Request) error {
+		if len(via) >= 10 {
+			return errors.New("jwks: stopped after 10 redirects")
+		}
+		if !strings.EqualFold(req.URL.Host, via[0].URL.Host) {
+			return fmt.Errorf("jwks: refusing redirect from host %q to another host", via[0].URL.Host)
+		}
+		if req.URL.Scheme != "https" && via[len(via)-1].URL.Scheme == "https" {
+			return errors.New("jwks: refusing redirect from https to " + req.URL.Scheme)
+		}
+		if next != nil {
+			return next(req, via)
+		}
+		return nil
 	}
 }

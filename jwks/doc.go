@@ -37,13 +37,25 @@
 //
 // # Unknown key IDs and rotation
 //
-// When a token names a kid the cached set lacks, Key refetches the set at
-// most once per [Config.UnknownKIDInterval] per issuer. At most one fetch per
-// issuer runs at a time and concurrent callers join it, so a burst of tokens
-// with an unknown or bogus kid causes at most one fetch per interval, and no
-// request waits longer than one fetch (bounded by [Config.FetchTimeout] and
-// the request's context). Outside the interval, Key answers
-// [ErrKeyNotFound] at once.
+// When a token names a kid the cached set lacks, Key refetches the set,
+// rate-limited per issuer. A kid no fetch has been asked for yet, such as
+// the issuer's new key right after a rotation, starts a fetch once
+// [Config.NewKIDInterval] (5 s) has passed since the previous fetch
+// attempt; a kid that a fetch already came back without waits
+// [Config.UnknownKIDInterval] (30 s). Whatever the kids, at most
+// [Config.MaxFetchesPerMinute] (6) automatic fetches of one issuer start
+// in any minute, so tokens naming ever new random kids cannot make the
+// cache hammer the issuer. At most one fetch per issuer runs at a time and
+// concurrent callers join it, so a burst of tokens with a new kid causes
+// one fetch, and no request waits longer than one fetch (bounded by
+// [Config.FetchTimeout] and the request's context). When no fetch is
+// allowed, Key answers [ErrKeyNotFound] at once.
+//
+// [Cache.PeekKey] answers from the current set without fetching, locking
+// or allocating; a verifier uses it to check, each time it reuses a token
+// it verified earlier, that the token's key is still published.
+//
+// A JWKS URL that redirects to another host is not followed.
 //
 // # Startup
 //

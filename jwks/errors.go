@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
+	"unicode/utf8"
 )
 
 // Errors returned by this package. Compare with [errors.Is]: the returned
@@ -71,10 +73,16 @@ func (e *FetchError) Unwrap() error { return e.Err }
 
 // clip shortens attacker-controlled strings (kid, issuer from a token) before
 // they go into an error message.
+// The result is at most 64 bytes, cut at a UTF-8 boundary, followed by a
+// marker giving the full length.
 func clip(s string) string {
 	const max = 64
 	if len(s) <= max {
 		return s
 	}
-	return s[:max] + "..."
+	n := max
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…(" + strconv.Itoa(len(s)) + " bytes)"
 }

@@ -22,6 +22,16 @@ func (c *Cache) fetch(is *issuer, reason string, at time.Time) error {
 	now := c.s.clock()
 	is.mu.Lock()
 	if err == nil {
+		// A key unchanged since the previous set keeps its pointer, so a
+		// caller holding it can tell it is still published by comparing
+		// pointers.
+		if old := is.keys.Load(); old != nil {
+			for kid, k := range keys {
+				if o, ok := old.keys[kid]; ok && o.Equal(k) {
+					keys[kid] = o
+				}
+			}
+		}
 		is.keys.Store(&keySet{
 			keys:      keys,
 			refreshAt: now.Add(ttl / 5 * 4),
@@ -56,8 +66,9 @@ func (c *Cache) fetch(is *issuer, reason string, at time.Time) error {
 				append(attrs, slog.Int("keys", len(keys)), slog.Int("skipped", skipped), slog.Duration("ttl", ttl))...)
 		}
 	}
-	if c.s.onRefresh != nil {
-		c.s.onRefresh(RefreshEvent{
+	listeners := c.listeners.Load()
+	if c.s.onRefresh != nil || (listeners != nil && len(*listeners) > 0) {
+		ev := RefreshEvent{
 			Issuer:   is.name,
 			URL:      is.shown,
 			Reason:   reason,
@@ -67,7 +78,15 @@ func (c *Cache) fetch(is *issuer, reason string, at time.Time) error {
 			Err:      err,
 			Duration: elapsed,
 			At:       at,
-		})
+		}
+		if c.s.onRefresh != nil {
+			c.s.onRefresh(ev)
+		}
+		if listeners != nil {
+			for _, l := range *listeners {
+				l.fn(ev)
+			}
+		}
 	}
 	select {
 	case c.wake <- struct{}{}:

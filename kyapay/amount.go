@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"unicode/utf8"
 )
 
 // AmountDecimals is the number of decimal places an [Amount] carries: USD
@@ -216,11 +217,23 @@ func (a *Amount) UnmarshalJSON(data []byte) error {
 	return a.UnmarshalText(data)
 }
 
-// clip shortens untrusted input quoted in an error message.
+// maxQuoted bounds the bytes of untrusted input an error message quotes.
+const maxQuoted = 64
+
+// clip shortens untrusted input quoted in an error message or a log to
+// maxQuoted bytes, cut at a UTF-8 boundary, followed by a marker that
+// gives the full length, so a forged 10 KB claim cannot flood a log line.
 func clip(s string) string {
-	const max = 32
-	if len(s) > max {
-		return s[:max] + "…"
+	if len(s) <= maxQuoted {
+		return s
 	}
-	return s
+	n := maxQuoted
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…(" + strconv.Itoa(len(s)) + " bytes)"
 }
+
+// clipQuote returns clip(s) as a Go-quoted string. The result is a new
+// string: s may point into a buffer that must not be retained.
+func clipQuote(s string) string { return strconv.Quote(clip(s)) }

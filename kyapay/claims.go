@@ -1,6 +1,7 @@
 package kyapay
 
 import (
+	"crypto/ecdsa"
 	"encoding/json"
 	"time"
 )
@@ -18,6 +19,14 @@ type Claims struct {
 	Type TokenType
 	// Generation is the claim vocabulary the token was written in.
 	Generation Generation
+	// rule indexes Verifier.rules: the issuer as the key source knows it.
+	// It sits in what would be padding.
+	rule uint8
+	// pub is the key the signature was verified with, compared on every
+	// verified-token cache hit with the key source's current one. It sits
+	// on the Claims' first cache line with rule and KeyID, which a hit
+	// reads too.
+	pub *ecdsa.PublicKey
 	// KeyID is the kid header that selected the verification key.
 	KeyID string
 

@@ -15,6 +15,16 @@
 // clock-skew leeway and an injectable clock. Every refusal is an [*Error]
 // with a stable [Code]; use [errors.Is] with the Err* sentinels.
 //
+// The defaults are the safe ones. The audience (the seller agent's
+// account ID) is required, so a token issued for another seller is
+// refused; only VerifierConfig.InsecureSkipAudience turns that off. A
+// Skyfire issuer preset ([ProductionIssuer], [SandboxIssuer]) brings its
+// env with it. The claim rules follow Skyfire's reference verifiers (iat
+// required, jti a UUID, pay tokens with amt, val and cur "USD"); each is
+// relaxed separately in [Profile]. Verified tokens are cached under a
+// fixed-size digest, and a cached token is refused as soon as its signing
+// key is no longer published.
+//
 // # Money
 //
 // [Amount] is an exact USD amount with at most six decimals, parsed from and

@@ -5,6 +5,10 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"net/mail"
+	"regexp"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -77,6 +81,72 @@ func FuzzVerify(f *testing.F) {
 			if c.KeyID != "k1" || c.Issuer != testIss {
 				t.Fatalf("accepted %q with kid %q iss %q", signed, c.KeyID, c.Issuer)
 			}
+		}
+	})
+}
+
+// FuzzParseValue holds the val parser to its definition: an unsigned
+// 64-bit integer, or a plain decimal that ParseAmount accepts; positive
+// exactly when the number is not zero. It must never panic.
+func FuzzParseValue(f *testing.F) {
+	for _, s := range []string{"15000000", "15.000000", "0", "0.000000", "1.5", "1e6", "-1", "+1", "18446744073709551616", ".5", "5.", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		positive, err := parseValue(s)
+		n, uerr := strconv.ParseUint(s, 10, 64)
+		a, aerr := ParseAmount(s)
+		switch {
+		case uerr == nil:
+			if err != nil || positive != (n > 0) {
+				t.Fatalf("parseValue(%q) = %v, %v; want %v, nil", s, positive, err, n > 0)
+			}
+		case aerr == nil && strings.Contains(s, "."):
+			if err != nil || positive != !a.IsZero() {
+				t.Fatalf("parseValue(%q) = %v, %v; want %v, nil", s, positive, err, !a.IsZero())
+			}
+		default:
+			if err == nil {
+				t.Fatalf("parseValue(%q) accepted", s)
+			}
+			if err != errNotValue {
+				t.Fatalf("parseValue(%q) error = %v; want the fixed errNotValue, which quotes nothing", s, err)
+			}
+		}
+	})
+}
+
+var uuidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+// FuzzIsUUID holds isUUID to the canonical UUID text form.
+func FuzzIsUUID(f *testing.F) {
+	for _, s := range []string{"b9821893-7699-4d24-af06-803a6a16476b", "B9821893-7699-4D24-AF06-803A6A16476B", "b982189376994d24af06803a6a16476b", "kya-1", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := isUUID(s), uuidRE.MatchString(s); got != want {
+			t.Fatalf("isUUID(%q) = %v; want %v", s, got, want)
+		}
+	})
+}
+
+// FuzzIsEmail: whatever isEmail accepts, net/mail parses as exactly that
+// address; it must never panic.
+func FuzzIsEmail(f *testing.F) {
+	for _, s := range []string{"buyer@example.com", "a.b+c@sub.example.co", "a@b", "a..b@example.com", ".a@example.com", "a@-x.com",
+		"a@x-.com", "\"a b\"@example.com", "a@[127.0.0.1]", "ü@exämple.com", "a@b@example.com", "buyer at example.com"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if !isEmail(s) {
+			return
+		}
+		addr, err := mail.ParseAddress(s)
+		if err != nil {
+			t.Fatalf("isEmail(%q) accepted; net/mail: %v", s, err)
+		}
+		if addr.Address != s {
+			t.Fatalf("isEmail(%q) accepted; net/mail reads it as %q", s, addr.Address)
 		}
 	})
 }

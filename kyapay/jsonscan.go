@@ -390,5 +390,9 @@ func (p *scanner) int64Value() (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return strconv.ParseInt(text, 10, 64)
+	n, err := strconv.ParseInt(text, 10, 64)
+	if err != nil {
+		return 0, errNotCount // strconv's error would quote the text
+	}
+	return n, nil
 }

@@ -2,7 +2,6 @@ package kyapay
 
 import (
 	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -41,26 +40,14 @@ func parseHeader(js string) (header, error) {
 		if !more {
 			break
 		}
-		var dst *string
+		var slot int
 		switch key {
 		case "alg":
-			dst = &h.alg
-			if seen[0] {
-				return h, errDuplicate
-			}
-			seen[0] = true
+			slot = 0
 		case "kid":
-			dst = &h.kid
-			if seen[1] {
-				return h, errDuplicate
-			}
-			seen[1] = true
+			slot = 1
 		case "typ":
-			dst = &h.typ
-			if seen[2] {
-				return h, errDuplicate
-			}
-			seen[2] = true
+			slot = 2
 		default:
 			if forbiddenHeaders[key] && h.forbidden == "" {
 				h.forbidden = key
@@ -70,8 +57,24 @@ func parseHeader(js string) (header, error) {
 			}
 			continue
 		}
-		if *dst, err = p.str(); err != nil {
-			return h, fmt.Errorf("header %s: %w", key, errSyntax)
+		if seen[slot] {
+			return h, errDuplicate
+		}
+		seen[slot] = true
+		v, err := p.str()
+		if err != nil {
+			return h, errSyntax
+		}
+		// Assigned field by field, not through a pointer, so that escape
+		// analysis sees js stay with h: the verifier decodes the header
+		// into a stack buffer.
+		switch slot {
+		case 0:
+			h.alg = v
+		case 1:
+			h.kid = v
+		default:
+			h.typ = v
 		}
 	}
 	return h, p.end()
@@ -92,9 +95,11 @@ func (e *claimError) Unwrap() error { return e.err }
 // payloadState tracks what parsePayload saw that the verifier needs but
 // Claims does not expose.
 type payloadState struct {
-	hasCnf bool
-	hasExp bool
-	legacy bool // a claim only the legacy vocabulary uses was present
+	hasCnf        bool
+	hasExp        bool
+	hasIat        bool
+	valuePositive bool // val is present and greater than zero
+	legacy        bool // a claim only the legacy vocabulary uses was present
 }
 
 // claim identifiers for duplicate and alias detection.
@@ -229,6 +234,7 @@ func parseClaim(p *scanner, id int, key string, payload []byte, c *Claims, st *p
 		}
 	case cIat:
 		c.IssuedAt, err = numericDate(p)
+		st.hasIat = err == nil
 	case cExp:
 		c.Expiry, err = numericDate(p)
 		st.hasExp = err == nil
@@ -270,11 +276,8 @@ func parseClaim(p *scanner, id int, key string, payload []byte, c *Claims, st *p
 		c.Amount, err = amountValue(p)
 		c.HasAmount = err == nil
 	case cVal:
-		c.Value, err = p.strOrNum()
-		if err == nil {
-			if _, perr := strconv.ParseUint(c.Value, 10, 64); perr != nil {
-				err = perr
-			}
+		if c.Value, err = p.strOrNum(); err == nil {
+			st.valuePositive, err = parseValue(c.Value)
 		}
 	case cCur:
 		c.Currency, err = p.str()
@@ -288,6 +291,9 @@ func parseClaim(p *scanner, id int, key string, payload []byte, c *Claims, st *p
 		}
 	case cMnr:
 		c.MaxRequests, err = p.int64Value()
+		if err == nil && c.MaxRequests < 0 {
+			err = errNotCount
+		}
 	case cStp:
 		var s string
 		if s, err = p.str(); err == nil {
@@ -305,6 +311,31 @@ func parseClaim(p *scanner, id int, key string, payload []byte, c *Claims, st *p
 		return &claimError{claim: key, err: err}
 	}
 	return nil
+}
+
+// Errors of claim values. They never quote the value: it comes from the
+// token, and an unverified token can put anything there.
+var (
+	errNotValue = errors.New("not an unsigned integer or a plain decimal")
+	errNotCount = errors.New("not a non-negative integer")
+)
+
+// parseValue checks a val (legacy value) claim: an unsigned integer in
+// settlement units, as current tokens send it ("15000000"), or a plain
+// decimal in currency units, as some legacy tokens do ("15.000000"). It
+// reports whether the value is greater than zero.
+func parseValue(s string) (positive bool, err error) {
+	if n, err := strconv.ParseUint(s, 10, 64); err == nil {
+		return n > 0, nil
+	}
+	if strings.IndexByte(s, '.') < 0 {
+		return false, errNotValue
+	}
+	a, err := ParseAmount(s)
+	if err != nil {
+		return false, errNotValue
+	}
+	return !a.IsZero(), nil
 }
 
 // strList reads an array of strings.

@@ -3,7 +3,7 @@ package kyapay
 import (
 	"context"
 	"crypto/ecdsa"
-	"fmt"
+	"errors"
 )
 
 // StaticKeys is a fixed kid → public key map, for sellers that pin keys and
@@ -16,5 +16,11 @@ func (s StaticKeys) Key(_ context.Context, _, kid string) (*ecdsa.PublicKey, err
 	if k, ok := s[kid]; ok {
 		return k, nil
 	}
-	return nil, NewError(CodeKeyUnknown, "", fmt.Errorf("kid %q not in static keys", clip(kid)))
+	return nil, NewError(CodeKeyUnknown, "", errors.New("kid "+clipQuote(kid)+" not in static keys"))
+}
+
+// PeekKey implements [KeyPeeker].
+func (s StaticKeys) PeekKey(_, kid string) (*ecdsa.PublicKey, bool) {
+	k, ok := s[kid]
+	return k, ok
 }

@@ -8,12 +8,16 @@ import (
 // Issuers and their well-known JWKS locations.
 const (
 	// ProductionIssuer is the iss of tokens Skyfire issues in production.
-	// Issuers are compared exactly; 2025 tokens were seen with a trailing
-	// slash ("https://app.skyfire.xyz/"), so a seller that must accept
-	// those lists both spellings in VerifierConfig.Issuers (they share one
-	// JWKS location, see JWKSURL).
+	// Issuers are compared exactly, except that a Verifier trusting this
+	// preset also accepts the spelling with a trailing slash
+	// ("https://app.skyfire.xyz/") seen in 2025 tokens; both share this
+	// issuer's keys. Its tokens must say env "production" unless
+	// VerifierConfig.Env says otherwise.
 	ProductionIssuer = "https://app.skyfire.xyz"
-	// SandboxIssuer is the iss of tokens Skyfire issues in its sandbox.
+	// SandboxIssuer is the iss of tokens Skyfire issues in its sandbox. As
+	// for ProductionIssuer, the trailing-slash spelling is accepted too,
+	// and its tokens must say env "sandbox" unless VerifierConfig.Env says
+	// otherwise.
 	SandboxIssuer = "https://app-sandbox.skyfire.xyz"
 	// JWKSPath is where an issuer publishes its signing keys.
 	JWKSPath = "/.well-known/jwks.json"

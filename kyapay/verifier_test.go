@@ -75,7 +75,7 @@ func currentKYA() map[string]any {
 	return map[string]any{
 		"iss": testIss, "sub": "bb713104", "aud": testAud,
 		"iat": testNow.Unix() - 60, "exp": testNow.Unix() + 3600,
-		"jti": "kya-1", "env": "production", "ssi": testSSI,
+		"jti": "0d8f3c52-7a1e-4b6d-9c2f-5e8a1b3d7f40", "env": "production", "ssi": testSSI,
 		"hid": map[string]any{"email": "buyer@example.com", "given_name": "Ada", "verified": true},
 		"apd": map[string]any{"id": "d3306fc0", "name": "Acme Shopping Agents", "verified": true},
 		"aid": map[string]any{"name": "Acme Agent", "creation_ip": "54.86.50.139",
@@ -86,7 +86,7 @@ func currentKYA() map[string]any {
 func legacyPay() map[string]any {
 	return map[string]any{
 		"ver": "1", "iss": testIss, "sub": "s", "aud": testAud,
-		"iat": testNow.Unix() - 60, "exp": testNow.Unix() + 3600, "jti": "legacy-1",
+		"iat": testNow.Unix() - 60, "exp": testNow.Unix() + 3600, "jti": "6a2e9d14-3b7c-4f85-a0d6-8c1e5f2b9a37",
 		"env": "production", "ssi": testSSI, "spr": "0.010000", "sps": "PAY_PER_USE",
 		"amount": "15.000000", "cur": "USD", "value": "15000000", "mnr": "1500",
 		"bid":    map[string]any{"skyfireEmail": "old@example.com", "nameFirst": "Grace", "selectedCountryCode": "US"},
@@ -307,7 +307,11 @@ func TestVerifyRefuses(t *testing.T) {
 		{"amount 7 decimals", mint(testKey, hdr, with(pay, "amt", "0.0000001")), nil, ErrClaimInvalid},
 		{"amount negative", mint(testKey, hdr, with(pay, "amt", "-5")), nil, ErrClaimInvalid},
 		{"currency EUR", mint(testKey, hdr, with(pay, "cur", "EUR")), nil, ErrClaimInvalid},
-		{"val not integer", mint(testKey, hdr, with(pay, "val", "1.5")), nil, ErrClaimInvalid},
+		{"val not a number", mint(testKey, hdr, with(pay, "val", "15e6")), nil, ErrClaimInvalid},
+		{"val negative", mint(testKey, hdr, with(pay, "val", "-15000000")), nil, ErrClaimInvalid},
+		{"val two dots", mint(testKey, hdr, with(pay, "val", "1.5.0")), nil, ErrClaimInvalid},
+		{"mnr negative", mint(testKey, hdr, with(pay, "mnr", -1)), nil, ErrClaimInvalid},
+		{"mnr fraction", mint(testKey, hdr, with(pay, "mnr", 1.5)), nil, ErrClaimInvalid},
 		{"hid not object", mint(testKey, currentHeader("kya+jwt"), with(currentKYA(), "hid", "me")), nil, ErrClaimInvalid},
 	}
 	for _, tt := range tests {

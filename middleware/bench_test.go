@@ -70,6 +70,7 @@ func benchVerifier(b *testing.B, iss *kyapaytest.Issuer, cacheSize int) *kyapay.
 		Issuers:    []string{iss.Issuer()},
 		JWKSURLs:   map[string]string{iss.Issuer(): iss.JWKSURL()},
 		HTTPClient: iss.Client(),
+		Audience:   kyapaytest.DefaultAudience,
 		CacheSize:  cacheSize,
 	})
 	if err != nil {

@@ -526,3 +526,90 @@ func TestServeNextErrorIsNotCharged(t *testing.T) {
 		t.Errorf("Serve: %v, %q, %d charges", err, w.Body.String(), e.Issuer.ChargeCount())
 	}
 }
+
+func TestTransientPaymentErrorFromTheChargeAPI(t *testing.T) {
+	t.Parallel()
+	e := sellertest.New(t)
+	h := e.Middleware.MustWrap(okHandler, payReq(middleware.ChargeBefore))
+	tok := e.Issuer.Mint(kyapay.TypePay, kyapaytest.Balance("1"))
+	e.Issuer.InjectFault(kyapaytest.TransientPaymentError(1))
+	got := sellertest.Do(t, h, tok)
+	if got.Status != 503 || got.Header.Get(middleware.CodeHeader) != string(kyapay.CodeChargeUnavailable) || got.Header.Get("Retry-After") == "" {
+		t.Fatalf("transient 402: %d %s %q; want 503 charge_unavailable with Retry-After", got.Status, got.Header.Get(middleware.CodeHeader), got.Body)
+	}
+	// The token was not marked depleted: the next request is charged.
+	if got := sellertest.Do(t, h, tok); got.Status != 200 || e.Issuer.ChargeCount() != 1 {
+		t.Errorf("after a transient 402: %d, %d charges; want 200 and 1", got.Status, e.Issuer.ChargeCount())
+	}
+}
+
+func TestChargeAPIReportsAnotherAmount(t *testing.T) {
+	t.Parallel()
+	bothTimings(t, func(t *testing.T, timing middleware.ChargeTiming) {
+		e := sellertest.New(t)
+		h := e.Middleware.MustWrap(okHandler, payReq(timing))
+		e.Issuer.InjectFault(kyapaytest.Fault{Endpoint: kyapaytest.EndpointCharge, AmountCharged: "0.000001", Times: 1})
+		got := sellertest.Do(t, h, e.Issuer.Mint(kyapay.TypePay))
+		if got.Status != 502 || got.Header.Get(middleware.CodeHeader) != string(kyapay.CodeChargeMismatch) || strings.Contains(got.Body, "ok sub=") {
+			t.Errorf("charged 0.000001 of 0.01: %d %s %q; want 502 charge_mismatch without the content", got.Status, got.Header.Get(middleware.CodeHeader), got.Body)
+		}
+	})
+}
+
+func TestAPIKeyRejectedIsNeverTheBuyersFault(t *testing.T) {
+	t.Parallel()
+	var logs bytes.Buffer
+	e := sellertest.New(t, func(c *middleware.Config) { c.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
+	e.Issuer.SetAPIKeys("some-other-key")
+	got := sellertest.Do(t, e.Middleware.MustWrap(okHandler, payReq(middleware.ChargeBefore)), e.Issuer.Mint(kyapay.TypePay))
+	if got.Status != 503 || got.Header.Get(middleware.CodeHeader) != string(kyapay.CodeChargeUnavailable) {
+		t.Errorf("rejected API key: %d %s; want 503 charge_unavailable", got.Status, got.Header.Get(middleware.CodeHeader))
+	}
+	if !strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), "API key") {
+		t.Errorf("no Error log naming the API key:\n%s", logs.String())
+	}
+	if strings.Contains(logs.String(), e.Issuer.APIKeys()[0]) {
+		t.Error("a key reached the log")
+	}
+}
+
+func TestRateLimitRetryAfterIsPassedOn(t *testing.T) {
+	t.Parallel()
+	e := sellertest.New(t)
+	e.Issuer.InjectFault(kyapaytest.Fault{Endpoint: kyapaytest.EndpointCharge, Status: 429, Header: http.Header{"Retry-After": {"120"}}, Times: 1})
+	got := sellertest.Do(t, e.Middleware.MustWrap(okHandler, payReq(middleware.ChargeBefore)), e.Issuer.Mint(kyapay.TypePay))
+	if got.Status != 503 || got.Header.Get("Retry-After") != "120" {
+		t.Errorf("429 with Retry-After 120: %d Retry-After %q; want 503 and 120", got.Status, got.Header.Get("Retry-After"))
+	}
+}
+
+func TestGateAccessors(t *testing.T) {
+	t.Parallel()
+	e := sellertest.New(t, func(c *middleware.Config) { c.Header = "kyapay-token"; c.SignupURL = "https://signup.example" })
+	m := e.Middleware
+	if m.Header() != "kyapay-token" || m.SignupURL() != "https://signup.example" {
+		t.Errorf("Header %q, SignupURL %q", m.Header(), m.SignupURL())
+	}
+	if !middleware.PriceFunc(func(*http.Request) (kyapay.Amount, error) { return kyapay.Amount{}, nil }).NeedsRequest() ||
+		middleware.FixedPrice("1").NeedsRequest() || middleware.ContextPrice(nil).NeedsRequest() {
+		t.Error("NeedsRequest is true only for PriceFunc")
+	}
+	rt, _ := m.Route(payReq(middleware.ChargeBefore))
+	g, err := m.Authorize(context.Background(), rt, middleware.Input{Token: e.Issuer.Mint(kyapay.TypePay)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type k struct{}
+	other, cancel := context.WithCancel(context.WithValue(context.Background(), k{}, "v"))
+	defer cancel()
+	ctx := g.ContextOn(other)
+	c, ok1 := kyapay.FromContext(ctx)
+	rc, ok2 := middleware.ReceiptFromContext(ctx)
+	if !ok1 || !ok2 || c != g.Claims() || rc.AmountCharged.String() != "0.01" || ctx.Value(k{}) != "v" {
+		t.Errorf("ContextOn: claims %v %v, receipt %+v %v, own value %v", c, ok1, rc, ok2, ctx.Value(k{}))
+	}
+	cancel()
+	if ctx.Err() == nil {
+		t.Error("ContextOn does not follow the other context's cancellation")
+	}
+}

@@ -22,6 +22,7 @@ func ExampleMiddleware_Wrap() {
 		Issuers:    []string{iss.Issuer()}, // with Skyfire: kyapay.ProductionIssuer
 		JWKSURLs:   map[string]string{iss.Issuer(): iss.JWKSURL()},
 		HTTPClient: iss.Client(),
+		Audience:   kyapaytest.DefaultAudience, // the seller agent's account ID
 	})
 	if err != nil {
 		panic(err)

@@ -53,6 +53,12 @@ func (rt *Route) FixedPrice() (kyapay.Amount, bool) {
 // IdentityFields returns the hid fields the route requires.
 func (rt *Route) IdentityFields() []string { return append([]string(nil), rt.fields...) }
 
+// Header returns the HTTP header the Middleware reads tokens from.
+func (m *Middleware) Header() string { return m.header }
+
+// SignupURL returns where refusal texts tell buyers to create an account.
+func (m *Middleware) SignupURL() string { return m.signupURL }
+
 // Route validates req and compiles it for [Middleware.Authorize]. It reports
 // an invalid requirement (a malformed price, a priced route without a
 // Charger, a set of types that accepts nothing) as an error.
@@ -128,6 +134,27 @@ type Grant struct {
 
 // Claims returns the verified claims.
 func (g *Grant) Claims() *kyapay.Claims { return g.claims }
+
+// ContextOn returns ctx with the grant's claims and, when charged before,
+// its receipt: the values of [Grant.Context] on another context (for
+// example one that outlives the request, for a task the front end runs
+// later).
+func (g *Grant) ContextOn(ctx context.Context) context.Context {
+	ctx = kyapay.NewContext(ctx, g.claims)
+	if g.charged && !g.pending {
+		ctx = NewReceiptContext(ctx, g.receipt)
+	}
+	return ctx
+}
+
+// NewReceiptContext returns ctx carrying receipt, for [ReceiptFromContext].
+// Front ends that charge outside [Middleware.Authorize] use it to hand the
+// receipt to the handler.
+func NewReceiptContext(ctx context.Context, receipt charge.Receipt) context.Context {
+	rp := new(charge.Receipt)
+	*rp = receipt
+	return context.WithValue(ctx, receiptKey{}, rp)
+}
 
 // Context returns the context to run the handler or tool with: the
 // Authorize context carrying the claims ([kyapay.FromContext]) and, when the
@@ -338,6 +365,10 @@ func (m *Middleware) refusal(ctx context.Context, rt *Route, r *http.Request, er
 		ref.Accepted, ref.Format = rt.types, rt.format
 	}
 	ref.Price, ref.HasPrice = price, hasPrice
+	var ra *retryAfterError
+	if errors.As(err, &ra) {
+		ref.RetryAfter = ra.after
+	}
 	ref.Status = m.policy.Status(ke.Code)
 	if m.observing(ctx, slog.LevelDebug) {
 		e := m.event(EventRefused, rt, r, c, price, hasPrice)
@@ -345,6 +376,10 @@ func (m *Middleware) refusal(ctx context.Context, rt *Route, r *http.Request, er
 		m.emit(ctx, e)
 		if ke.Code == kyapay.CodeKeyUnknown {
 			e.Kind = EventKeyUnknown
+			var kerr *kyapay.KeyError
+			if errors.As(ke.Err, &kerr) {
+				e.Issuer = kerr.Issuer
+			}
 			m.emit(ctx, e)
 		}
 	}

@@ -396,9 +396,7 @@ func (m *Middleware) authorizeKeyed(ctx context.Context, rt *Route, in Input, g 
 		// An earlier attempt charged and could not deliver: deliver now,
 		// without charging.
 		g.receipt, g.charged = receiptOf(b.Charge), true
-		rp := new(charge.Receipt)
-		*rp = g.receipt
-		g.ctx = context.WithValue(g.ctx, receiptKey{}, rp)
+		g.ctx = NewReceiptContext(g.ctx, g.receipt)
 		return g, nil
 	}
 	if err := b.Balance.refuses(g.price, g.hasPrice, now); err != nil {
@@ -446,9 +444,7 @@ func (m *Middleware) chargeBefore(g *Grant, in Input) error {
 		return m.refusal(g.ctx, g.rt, in.Request, err, g.price, g.hasPrice, g.claims)
 	}
 	g.receipt, g.charged = receipt, true
-	rp := new(charge.Receipt)
-	*rp = receipt
-	g.ctx = context.WithValue(g.ctx, receiptKey{}, rp)
+	g.ctx = NewReceiptContext(g.ctx, receipt)
 	m.onCharged(g.ctx, g.rt, in.Request, g.claims, receipt)
 	return nil
 }

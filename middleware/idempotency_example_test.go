@@ -23,6 +23,7 @@ func ExampleMiddleware_Wrap_idempotencyKey() {
 		Issuers:    []string{iss.Issuer()},
 		JWKSURLs:   map[string]string{iss.Issuer(): iss.JWKSURL()},
 		HTTPClient: iss.Client(),
+		Audience:   kyapaytest.DefaultAudience, // the seller agent's account ID
 	})
 	if err != nil {
 		panic(err)

@@ -287,7 +287,8 @@ func TestUnknownChargeFoundMadeOnRetry(t *testing.T) {
 	t.Parallel()
 	faults := map[string]kyapaytest.Fault{
 		"timeout after success": {Endpoint: kyapaytest.EndpointCharge, TimeoutAfterCharge: true, Times: 1},
-		"reset after success":   {Endpoint: kyapaytest.EndpointCharge, ChargeFirst: true, CloseConnection: true, Times: 1},
+		"close after success":   {Endpoint: kyapaytest.EndpointCharge, ChargeFirst: true, CloseConnection: true, Times: 1},
+		"reset after success":   {Endpoint: kyapaytest.EndpointCharge, ChargeFirst: true, ResetConnection: true, Times: 1},
 	}
 	for name, fault := range faults {
 		t.Run(name, func(t *testing.T) {

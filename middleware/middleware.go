@@ -27,7 +27,7 @@ type Charger interface {
 
 // Defaults for [Config].
 const (
-	DefaultChargeTimeout     = 15 * time.Second
+	DefaultChargeTimeout     = charge.DefaultTimeout
 	DefaultMaxBufferBytes    = 16 << 20
 	DefaultDepletedCacheSize = 10_000
 	DefaultDeclineMemory     = time.Minute
@@ -85,7 +85,8 @@ type Config struct {
 	// on the request path.
 	Observer Observer
 	// ChargeTimeout bounds each charge call. In ChargeAfter mode it starts
-	// when the handler returns. Default: DefaultChargeTimeout (15 s).
+	// when the handler returns. Default: DefaultChargeTimeout, the charge
+	// client's own default timeout (10 s), so only one timer runs.
 	ChargeTimeout time.Duration
 	// MaxBufferBytes bounds the response a ChargeAfter handler may write;
 	// a larger response is not delivered, not charged, and answered with
@@ -602,8 +603,15 @@ func (m *Middleware) charge(ctx context.Context, rt *Route, r *http.Request, tok
 			}
 			m.remember(c, note.Balance)
 			refusal = kyapay.NewError(kyapay.CodeTokenDepleted, "", err)
-		case charge.ReasonRateLimited, charge.ReasonNotEligible:
+		case charge.ReasonRateLimited, charge.ReasonNotEligible, charge.ReasonPaymentFailed:
+			// Nothing was charged and the balance may be intact (a rate
+			// limit, a transient payment failure): the agent may retry.
 			refusal = kyapay.NewError(kyapay.CodeChargeUnavailable, "", err)
+		case charge.ReasonAPIKeyRejected:
+			// The seller's API key was refused even after a re-read: an
+			// operator error, never the buyer's. Logged at Error below.
+			refusal = kyapay.NewError(kyapay.CodeChargeUnavailable, "", err)
+			kind = EventDeclined
 		case charge.ReasonTokenRejected:
 			refusal = kyapay.NewError(kyapay.CodeChargeDeclined, "the payment service rejected the token", err)
 		default:
@@ -622,8 +630,24 @@ func (m *Middleware) charge(ctx context.Context, rt *Route, r *http.Request, tok
 		e.Duration = time.Since(start)
 	}
 	m.emit(ctx, e)
+	if ce.Reason == charge.ReasonAPIKeyRejected {
+		m.log.LogAttrs(ctx, slog.LevelError, "kyapay: the charge API rejected the seller's API key; check SKYFIRE_API_KEY (charges fail with 503 until it is fixed)",
+			slog.String("error", clip(err.Error())))
+	}
+	if ce.RetryAfter > 0 {
+		return receipt, note, &retryAfterError{err: refusal, after: ce.RetryAfter}
+	}
 	return receipt, note, refusal
 }
+
+// retryAfterError is a refusal that carries the charge API's Retry-After.
+type retryAfterError struct {
+	err   *kyapay.Error
+	after time.Duration
+}
+
+func (e *retryAfterError) Error() string { return e.err.Error() }
+func (e *retryAfterError) Unwrap() error { return e.err }
 
 // event builds an Event about a verified token on a route.
 func (m *Middleware) event(kind EventKind, rt *Route, r *http.Request, c *kyapay.Claims, price kyapay.Amount, hasPrice bool) Event {
@@ -643,8 +667,8 @@ func (m *Middleware) event(kind EventKind, rt *Route, r *http.Request, c *kyapay
 // Refuse answers an HTTP request with a refusal from [Middleware.Authorize]
 // or [Grant.Commit]. An [*IdempotencyError] is answered with its status
 // (400, 409 with Retry-After, 413 or 422) and its code in the KYAPay-Error
-// header. Any other refusal: it sets the KYAPay-Error header to the refusal's code
-// and hands the refusal to the configured [ErrorHandler]. An error that is
+// header. For any other refusal it sets the KYAPay-Error header to the
+// refusal's code and hands the refusal to the configured [ErrorHandler]. An error that is
 // not a *Refusal is answered as internal_error.
 func (m *Middleware) Refuse(w http.ResponseWriter, r *http.Request, err error) {
 	var ie *IdempotencyError

@@ -114,3 +114,28 @@ func TestObserverNilAllocatesNothingExtra(t *testing.T) {
 }
 
 var okNoWrite = http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
+
+func TestKeyUnknownEventNamesTheTrustedIssuer(t *testing.T) {
+	t.Parallel()
+	rec := &recorder{}
+	e := sellertest.New(t, func(c *middleware.Config) { c.Observer = rec })
+	tok := e.Issuer.Mint(kyapay.TypeKYA, kyapaytest.SignWith(kyapaytest.NewKey(), "never-published"))
+	got := sellertest.Do(t, e.Middleware.MustWrap(okHandler, middleware.AnyToken()), tok)
+	if got.Header.Get(middleware.CodeHeader) != string(kyapay.CodeKeyUnknown) {
+		t.Fatalf("refusal %q; want key_unknown", got.Header.Get(middleware.CodeHeader))
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	found := false
+	for _, ev := range rec.events {
+		if ev.Kind == middleware.EventKeyUnknown {
+			found = true
+			if ev.Issuer != e.Issuer.Issuer() {
+				t.Errorf("key_unknown event issuer %q; want %q", ev.Issuer, e.Issuer.Issuer())
+			}
+		}
+	}
+	if !found {
+		t.Error("no key_unknown event")
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/kyapay/kyapay-go/kyapay"
 )
@@ -31,6 +32,10 @@ type Refusal struct {
 	// SignupURL is where the refusal text tells the buyer to create an
 	// account (default DefaultSignupURL).
 	SignupURL string
+	// RetryAfter is how long the charge API asked to wait (a 429 or 503
+	// with Retry-After); zero when it did not say. 503 refusals send it as
+	// Retry-After, rounded up to whole seconds (default 5 s).
+	RetryAfter time.Duration
 }
 
 // Error returns the underlying kyapay error's text.
@@ -63,9 +68,10 @@ type RefusalDetail struct {
 	Currency       string `json:"currency,omitempty"`
 	// Header is the HTTP header that carries the token.
 	Header string `json:"header"`
-	// Argument is the tool argument that carries the token, for MCP tools
-	// ("" outside MCP).
+	// Argument is the tool argument that carries the token, and MetaKey
+	// the request _meta key, for MCP tools ("" outside MCP).
 	Argument string `json:"argument,omitempty"`
+	MetaKey  string `json:"metaKey,omitempty"`
 	// CreateTokenURL documents how to create a token.
 	CreateTokenURL string `json:"createTokenUrl"`
 }

@@ -91,6 +91,11 @@ func ContextPrice(fn func(ctx context.Context) (kyapay.Amount, error)) Price {
 // amount pre-check is skipped.
 func ServicePrice() Price { return Price{kind: priceService} }
 
+// NeedsRequest reports whether p can only be computed from an
+// *http.Request ([PriceFunc]); front ends without one (MCP tools) refuse
+// such a price at install.
+func (p Price) NeedsRequest() bool { return p.kind == priceFunc }
+
 // IsZero reports whether p is the zero Price (a free route).
 func (p Price) IsZero() bool { return p.kind == priceNone }
 

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -602,7 +603,11 @@ func writeRefusal(w http.ResponseWriter, r *http.Request, ref *Refusal, policy S
 		h.Add("Vary", "Accept")
 	}
 	if status == http.StatusServiceUnavailable {
-		h.Set("Retry-After", retryAfterSeconds)
+		if ref.RetryAfter > 0 {
+			h.Set("Retry-After", strconv.FormatInt(int64((ref.RetryAfter+time.Second-1)/time.Second), 10))
+		} else {
+			h.Set("Retry-After", retryAfterSeconds)
+		}
 	} else {
 		h.Del("Retry-After")
 	}

@@ -3,7 +3,7 @@
 // and charge API) and the seller run on loopback, and every request and
 // response is printed. It exits 0 when every step behaved as expected.
 //
-//	go run ./examples/demo
+//	go -C examples run ./demo    (from the repository root)
 package main
 
 import (

@@ -22,6 +22,7 @@ const (
 	envAPIBase    = "KYAPAY_API_BASE"
 	envAPIKey     = "SKYFIRE_API_KEY"
 	envSellerID   = "KYAPAY_SELLER_ID"
+	envSkipAud    = "KYAPAY_INSECURE_SKIP_AUDIENCE"
 	envServiceID  = "KYAPAY_SERVICE_ID"
 	envEnv        = "KYAPAY_ENV"
 	envPrice      = "KYAPAY_PRICE"
@@ -41,9 +42,10 @@ type config struct {
 	JWKSURL   string
 	APIBase   string
 	APIKey    charge.APIKey // prints as [REDACTED] everywhere
-	SellerID  string        // "": aud not checked
+	SellerID  string        // expected aud; "" only with SkipAud
+	SkipAud   bool          // KYAPAY_INSECURE_SKIP_AUDIENCE=1: aud not checked
 	ServiceID string        // "": ssi not checked
-	Env       string        // "": env not checked
+	Env       string        // "": the issuer preset's env, else not checked
 	Price     kyapay.Amount // > 0
 	Mode      middleware.ChargeTiming
 }
@@ -57,6 +59,16 @@ func (c config) LogValue() slog.Value {
 		}
 		return s
 	}
+	env := c.Env
+	switch {
+	case env != "":
+	case c.Issuer == kyapay.ProductionIssuer:
+		env = kyapay.EnvProduction + " (from the issuer)"
+	case c.Issuer == kyapay.SandboxIssuer:
+		env = kyapay.EnvSandbox + " (from the issuer)"
+	default:
+		env = "(not checked)"
+	}
 	return slog.GroupValue(
 		slog.String("addr", c.Addr),
 		slog.String("issuer", c.Issuer),
@@ -65,7 +77,7 @@ func (c config) LogValue() slog.Value {
 		slog.Any("api_key", c.APIKey),
 		slog.String("seller_id", unchecked(c.SellerID)),
 		slog.String("service_id", unchecked(c.ServiceID)),
-		slog.String("env", unchecked(c.Env)),
+		slog.String("env", env),
 		slog.String("price", c.Price.String()),
 		slog.String("charge_mode", c.Mode.String()),
 	)
@@ -147,9 +159,22 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	cfg.APIKey = charge.APIKey(key)
 
-	// KYAPAY_SELLER_ID, KYAPAY_SERVICE_ID
+	// KYAPAY_SELLER_ID, KYAPAY_INSECURE_SKIP_AUDIENCE, KYAPAY_SERVICE_ID
 	cfg.SellerID = getenv(envSellerID)
-	if cfg.SellerID != "" && !visibleASCII(cfg.SellerID) {
+	switch skip := getenv(envSkipAud); skip {
+	case "":
+	case "1":
+		cfg.SkipAud = true
+	default:
+		bad(envSkipAud, "%s is not 1; unset it to check the audience", quote(skip))
+	}
+	switch {
+	case cfg.SellerID == "" && !cfg.SkipAud:
+		bad(envSellerID, "is required: the seller agent's account ID, the aud of tokens issued for this seller "+
+			"(or set %s=1 to accept tokens issued for any seller)", envSkipAud)
+	case cfg.SellerID != "" && cfg.SkipAud:
+		bad(envSkipAud, "is set together with %s; unset one of them", envSellerID)
+	case cfg.SellerID != "" && !visibleASCII(cfg.SellerID):
 		bad(envSellerID, "contains spaces or control characters")
 	}
 	cfg.ServiceID = getenv(envServiceID)

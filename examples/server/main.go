@@ -11,9 +11,14 @@
 //	                    sandbox issuer, https://api.skyfire.xyz for the production
 //	                    issuer, otherwise required
 //	SKYFIRE_API_KEY     required; the seller agent's API key (never logged)
-//	KYAPAY_SELLER_ID    expected aud (seller agent ID); unset: not checked
+//	KYAPAY_SELLER_ID    required; the seller agent's account ID, the expected aud,
+//	                    unless KYAPAY_INSECURE_SKIP_AUDIENCE is 1
+//	KYAPAY_INSECURE_SKIP_AUDIENCE
+//	                    1: accept tokens issued for any seller (aud not checked);
+//	                    only when the seller agent ID cannot be known
 //	KYAPAY_SERVICE_ID   expected ssi (seller service ID); unset: not checked
-//	KYAPAY_ENV          production or sandbox, the expected env claim; unset: not checked
+//	KYAPAY_ENV          production or sandbox, the expected env claim; unset: the
+//	                    Skyfire issuers' own env, other issuers not checked
 //	KYAPAY_PRICE        0.01; USD charged per GET /pay, an exact decimal (at most
 //	                    6 places, greater than zero, no exponent or sign)
 //	KYAPAY_CHARGE_MODE  before (charge, then run the handler) or after (run the
@@ -31,6 +36,32 @@
 //	               answers the charge receipt as JSON
 //	GET /llms.txt  how agents use and pay for this service
 //	GET /healthz   200 "ok", unprotected
+//	POST /mcp      an MCP server with paid tools (see below)
+//
+// POST /mcp is an MCP server (streamable HTTP, stateless, JSON responses)
+// built with the official MCP Go SDK and gated per tool by
+// github.com/kyapay/kyapay-go/middleware/kyapaymcp:
+//
+//	quote   a pay or kya-pay token, charged KYAPAY_PRICE per call, before the
+//	        tool runs or only once it succeeded (KYAPAY_CHARGE_MODE); answers
+//	        the charge receipt as GET /pay does
+//	whoami  a kya or kya-pay token carrying an email; answers the buyer's
+//	        identity claims as GET /kya does
+//	echo    free; answers its arguments
+//
+// An agent's model passes its token as the skyfire-pay-id argument of the
+// tool, which tools/list advertises with the price; a client program may
+// send it in the skyfire-pay-id header or in the request's
+// _meta["xyz.skyfire/pay-id"] instead. A refusal is a tool result with
+// isError set, Skyfire's text in its content and the code, accepted types
+// and price in its structuredContent; a charged call carries its receipt in
+// the result's _meta["xyz.skyfire/receipt"]. initialize, tools/list and the
+// other protocol methods need no token. For example:
+//
+//	curl -s http://127.0.0.1:8080/mcp -H 'Content-Type: application/json' \
+//	  -H 'Accept: application/json, text/event-stream' \
+//	  -d '{"jsonrpc":"2.0","id":1,"method":"tools/call",
+//	       "params":{"name":"quote","arguments":{"skyfire-pay-id":"'"$TOKEN"'"}}}'
 //
 // Logs are JSON lines on stderr (log/slog): the effective configuration at
 // start-up (API key redacted), the listening address ("msg":"listening",
@@ -45,7 +76,7 @@
 //
 //	KYAPAY_ISSUER=https://app-sandbox.skyfire.xyz KYAPAY_ENV=sandbox \
 //	SKYFIRE_API_KEY=... KYAPAY_SELLER_ID=... KYAPAY_SERVICE_ID=... \
-//	go run ./examples/server
+//	go -C examples run ./server
 //	curl -H "skyfire-pay-id: $TOKEN" http://127.0.0.1:8080/pay
 package main
 

@@ -51,13 +51,15 @@ func with(base map[string]string, kv ...string) map[string]string {
 func TestLoadConfig(t *testing.T) {
 	t.Parallel()
 	sandbox := map[string]string{
-		envIssuer: kyapay.SandboxIssuer,
-		envAPIKey: "sk-secret-key",
+		envIssuer:   kyapay.SandboxIssuer,
+		envAPIKey:   "sk-secret-key",
+		envSellerID: "seller-1",
 	}
 	custom := map[string]string{
-		envIssuer:  "http://127.0.0.1:9999",
-		envAPIBase: "http://127.0.0.1:9998/",
-		envAPIKey:  "sk-secret-key",
+		envIssuer:   "http://127.0.0.1:9999",
+		envAPIBase:  "http://127.0.0.1:9998/",
+		envAPIKey:   "sk-secret-key",
+		envSellerID: "seller-1",
 	}
 	tests := []struct {
 		name    string
@@ -69,25 +71,27 @@ func TestLoadConfig(t *testing.T) {
 			name: "sandbox defaults",
 			env:  sandbox,
 			want: &config{
-				Addr:    "127.0.0.1:8080",
-				Issuer:  kyapay.SandboxIssuer,
-				JWKSURL: "https://app-sandbox.skyfire.xyz/.well-known/jwks.json",
-				APIBase: charge.SandboxBaseURL,
-				APIKey:  "sk-secret-key",
-				Price:   kyapay.MustParseAmount("0.01"),
-				Mode:    middleware.ChargeBefore,
+				Addr:     "127.0.0.1:8080",
+				Issuer:   kyapay.SandboxIssuer,
+				JWKSURL:  "https://app-sandbox.skyfire.xyz/.well-known/jwks.json",
+				APIBase:  charge.SandboxBaseURL,
+				APIKey:   "sk-secret-key",
+				SellerID: "seller-1",
+				Price:    kyapay.MustParseAmount("0.01"),
+				Mode:     middleware.ChargeBefore,
 			},
 		},
 		{
 			name: "production issuer",
 			env:  with(sandbox, envIssuer, kyapay.ProductionIssuer),
 			want: &config{
-				Addr:    "127.0.0.1:8080",
-				Issuer:  kyapay.ProductionIssuer,
-				JWKSURL: "https://app.skyfire.xyz/.well-known/jwks.json",
-				APIBase: charge.ProductionBaseURL,
-				APIKey:  "sk-secret-key",
-				Price:   kyapay.MustParseAmount("0.01"),
+				Addr:     "127.0.0.1:8080",
+				Issuer:   kyapay.ProductionIssuer,
+				JWKSURL:  "https://app.skyfire.xyz/.well-known/jwks.json",
+				APIBase:  charge.ProductionBaseURL,
+				APIKey:   "sk-secret-key",
+				SellerID: "seller-1",
+				Price:    kyapay.MustParseAmount("0.01"),
 			},
 		},
 		{
@@ -110,10 +114,13 @@ func TestLoadConfig(t *testing.T) {
 		},
 		{name: "explicit API base overrides sandbox default", env: with(sandbox, envAPIBase, "https://api.example"),
 			want: &config{Addr: defaultAddr, Issuer: kyapay.SandboxIssuer, JWKSURL: kyapay.JWKSURL(kyapay.SandboxIssuer),
-				APIBase: "https://api.example", APIKey: "sk-secret-key", Price: kyapay.MustParseAmount("0.01")}},
+				APIBase: "https://api.example", APIKey: "sk-secret-key", SellerID: "seller-1", Price: kyapay.MustParseAmount("0.01")}},
 		{name: "production env", env: with(sandbox, envEnv, "production"),
 			want: &config{Addr: defaultAddr, Issuer: kyapay.SandboxIssuer, JWKSURL: kyapay.JWKSURL(kyapay.SandboxIssuer),
-				APIBase: charge.SandboxBaseURL, APIKey: "sk-secret-key", Env: kyapay.EnvProduction, Price: kyapay.MustParseAmount("0.01")}},
+				APIBase: charge.SandboxBaseURL, APIKey: "sk-secret-key", SellerID: "seller-1", Env: kyapay.EnvProduction, Price: kyapay.MustParseAmount("0.01")}},
+		{name: "audience check waived", env: with(sandbox, envSellerID, "", envSkipAud, "1"),
+			want: &config{Addr: defaultAddr, Issuer: kyapay.SandboxIssuer, JWKSURL: kyapay.JWKSURL(kyapay.SandboxIssuer),
+				APIBase: charge.SandboxBaseURL, APIKey: "sk-secret-key", SkipAud: true, Price: kyapay.MustParseAmount("0.01")}},
 
 		{name: "nothing set", env: map[string]string{}, wantErr: []string{envIssuer + ": is required", envAPIKey + ": is required"}},
 		{name: "issuer missing", env: with(sandbox, envIssuer, ""), wantErr: []string{envIssuer + ": is required"}},
@@ -141,6 +148,9 @@ func TestLoadConfig(t *testing.T) {
 		{name: "JWKS URL unparsable", env: with(sandbox, envJWKSURL, "https://x.example:port/"), wantErr: []string{envJWKSURL + ": is not a valid URL"}},
 		{name: "API base with user info", env: with(sandbox, envAPIBase, "https://user:hunter2@api.example"), wantErr: []string{envAPIBase + ": URL must not contain user info"}},
 		{name: "seller ID with space", env: with(sandbox, envSellerID, "seller 1"), wantErr: []string{envSellerID}},
+		{name: "seller ID missing", env: with(sandbox, envSellerID, ""), wantErr: []string{envSellerID + ": is required", envSkipAud + "=1"}},
+		{name: "seller ID and waiver", env: with(sandbox, envSkipAud, "1"), wantErr: []string{envSkipAud + ": is set together with " + envSellerID}},
+		{name: "waiver not 1", env: with(sandbox, envSellerID, "", envSkipAud, "true"), wantErr: []string{envSkipAud + `: "true" is not 1`, envSellerID + ": is required"}},
 		{name: "service ID with newline", env: with(sandbox, envServiceID, "svc\n1"), wantErr: []string{envServiceID}},
 
 		{name: "address without port", env: with(sandbox, envAddr, "localhost"), wantErr: []string{envAddr + `: "localhost" is not host:port`}},
@@ -187,7 +197,7 @@ func TestLoadConfig(t *testing.T) {
 
 func TestConfigLogValueRedactsKey(t *testing.T) {
 	t.Parallel()
-	cfg, err := loadConfig(envMap(map[string]string{envIssuer: kyapay.SandboxIssuer, envAPIKey: "sk-very-secret"}))
+	cfg, err := loadConfig(envMap(map[string]string{envIssuer: kyapay.SandboxIssuer, envAPIKey: "sk-very-secret", envSellerID: "seller-1"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +208,8 @@ func TestConfigLogValueRedactsKey(t *testing.T) {
 		t.Fatalf("log line reveals the API key: %s", out)
 	}
 	for _, want := range []string{`"api_key":"[REDACTED]"`, `"issuer":"https://app-sandbox.skyfire.xyz"`,
-		`"api_base":"https://api-sandbox.skyfire.xyz"`, `"price":"0.01"`, `"charge_mode":"before"`, `"addr":"127.0.0.1:8080"`} {
+		`"api_base":"https://api-sandbox.skyfire.xyz"`, `"price":"0.01"`, `"charge_mode":"before"`, `"addr":"127.0.0.1:8080"`,
+		`"seller_id":"seller-1"`, `"env":"sandbox (from the issuer)"`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("log line lacks %s: %s", want, out)
 		}
@@ -701,6 +712,21 @@ func TestRunBadConfig(t *testing.T) {
 	}
 }
 
+// TestRunRequiresSellerID: without KYAPAY_SELLER_ID, and without the
+// explicit waiver, the program refuses to start: one line on stderr, exit
+// status 2.
+func TestRunRequiresSellerID(t *testing.T) {
+	t.Parallel()
+	var stderr bytes.Buffer
+	got := run(t.Context(), envMap(map[string]string{envIssuer: kyapay.SandboxIssuer, envAPIKey: "sk-x"}), &stderr)
+	if got != 2 {
+		t.Fatalf("run = %d, want 2; stderr %s", got, stderr.String())
+	}
+	if msg := stderr.String(); !strings.Contains(msg, envSellerID+": is required") || !strings.Contains(msg, envSkipAud+"=1") || strings.Count(msg, "\n") != 1 {
+		t.Errorf("stderr %q; want one line naming %s and %s", msg, envSellerID, envSkipAud)
+	}
+}
+
 func TestRunListenFails(t *testing.T) {
 	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -711,6 +737,7 @@ func TestRunListenFails(t *testing.T) {
 	var stderr bytes.Buffer
 	got := run(t.Context(), envMap(map[string]string{
 		envAddr: ln.Addr().String(), envIssuer: "http://127.0.0.1:1", envAPIBase: "http://127.0.0.1:1", envAPIKey: "sk-x",
+		envSellerID: "seller-1",
 	}), &stderr)
 	if got != 1 {
 		t.Fatalf("run = %d, want 1; stderr %s", got, stderr.String())

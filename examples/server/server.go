@@ -131,11 +131,12 @@ func newServer(cfg config, logger *slog.Logger) (http.Handler, func() error, err
 		}
 	}()
 	verifier, err := kyapay.NewVerifier(kyapay.VerifierConfig{
-		Issuers:   []string{cfg.Issuer},
-		Keys:      keys,
-		Audience:  cfg.SellerID,
-		ServiceID: cfg.ServiceID,
-		Env:       cfg.Env,
+		Issuers:              []string{cfg.Issuer},
+		Keys:                 keys,
+		Audience:             cfg.SellerID,
+		InsecureSkipAudience: cfg.SkipAud,
+		ServiceID:            cfg.ServiceID,
+		Env:                  cfg.Env,
 	})
 	if err != nil {
 		return nil, nil, err
@@ -197,6 +198,11 @@ func newServer(cfg config, logger *slog.Logger) (http.Handler, func() error, err
 	mux.Handle("GET /llms.txt", llms)
 	mux.Handle("GET /kya", kyaRoute(http.HandlerFunc(serveKYA)))
 	mux.Handle("GET /pay", payRoute(payHandler{price: cfg.Price, mode: cfg.Mode}))
+	mcpHandler, err := newMCPHandler(cfg, m)
+	if err != nil {
+		return nil, nil, err
+	}
+	mux.Handle("POST /mcp", mcpHandler)
 
 	ok = true
 	return logRequests(logger, mux), keys.Close, nil

@@ -9,10 +9,87 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/kyapay/kyapay-go/kyapay"
 )
+
+// Pricing models of a seller service (Skyfire's priceModel, the sps claim
+// of tokens), for [WithPricingModel].
+const (
+	PricingPayPerUse    = "pay_per_use"
+	PricingSubscription = "subscription"
+	PricingPayPerMB     = "pay_per_mb"
+	PricingCustom       = "custom"
+)
+
+// apiConfig holds the options of the fake seller API.
+type apiConfig struct {
+	pricingModel string // lower case; "" means pay_per_use
+}
+
+// apiState is the mutable state of the fake seller API.
+type apiState struct {
+	pricingModel string                   // lower case; never written after NewIssuer
+	keys         atomic.Pointer[[]string] // accepted API keys, first is primary; never empty
+}
+
+// init sets the API up from the issuer's configuration.
+func (a *apiState) init(cfg config) {
+	a.pricingModel = cfg.api.pricingModel
+	if a.pricingModel == "" {
+		a.pricingModel = PricingPayPerUse
+	}
+	keys := []string{cfg.apiKey}
+	a.keys.Store(&keys)
+}
+
+// primaryKey returns the first accepted API key.
+func (a *apiState) primaryKey() string { return (*a.keys.Load())[0] }
+
+// WithPricingModel sets the pricing model of the seller service the fake
+// API charges for: [PricingPayPerUse] (the default), [PricingSubscription],
+// [PricingPayPerMB] or [PricingCustom], in any letter case. As on Skyfire,
+// a charge may omit chargeAmount (and is then charged the service price,
+// [WithServicePrice]) only when the model is pay per use; otherwise such a
+// charge gets 422 VALIDATION_ERROR. WithPricingModel panics on any other
+// model. It does not change the sps claim of minted tokens; use
+// [PricingScheme] for that.
+func WithPricingModel(model string) Option {
+	m := strings.ToLower(model)
+	switch m {
+	case PricingPayPerUse, PricingSubscription, PricingPayPerMB, PricingCustom:
+	default:
+		panic(fmt.Sprintf("kyapaytest: WithPricingModel(%q): want pay_per_use, subscription, pay_per_mb or custom", model))
+	}
+	return func(c *config) { c.api.pricingModel = m }
+}
+
+// PricingModel returns the seller service's pricing model, in lower case
+// (see [WithPricingModel]).
+func (i *Issuer) PricingModel() string { return i.api.pricingModel }
+
+// SetAPIKeys replaces the seller API keys the fake API accepts, for
+// example to rotate a key while requests are in flight: requests that
+// arrive afterwards need one of keys, else 401 NOT_AUTHORIZED. The first
+// key is the one [Issuer.APIKey] returns. It panics if keys is empty or
+// holds an empty key.
+func (i *Issuer) SetAPIKeys(keys ...string) {
+	if len(keys) == 0 {
+		panic("kyapaytest: SetAPIKeys needs at least one key")
+	}
+	for _, k := range keys {
+		if k == "" {
+			panic("kyapaytest: SetAPIKeys: empty key")
+		}
+	}
+	cp := append([]string(nil), keys...)
+	i.api.keys.Store(&cp)
+}
+
+// APIKeys returns a copy of the seller API keys the fake API accepts.
+func (i *Issuer) APIKeys() []string { return append([]string(nil), *i.api.keys.Load()...) }
 
 // Error codes of the fake seller API's error envelope
 // {"code":...,"message":...,"details":{field:{"message":...}}}, as Skyfire
@@ -174,7 +251,7 @@ func (i *Issuer) checkToken(tok string) (checkedToken, string) {
 		return checkedToken{}, "token signature is invalid"
 	}
 	c := checkedToken{jti: p.stringClaim("jti")}
-	typ, _, _, known := i.lookupToken(c.jti)
+	typ, known := i.tokenType(c.jti)
 	if c.jti == "" || !known {
 		return checkedToken{}, "token was not issued by this issuer"
 	}
@@ -230,6 +307,9 @@ func (i *Issuer) serveCharge(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		amount = a
+	} else if i.api.pricingModel != PricingPayPerUse {
+		validationError(w, "chargeAmount", "chargeAmount is required: the seller service is priced "+i.api.pricingModel+", not pay_per_use")
+		return
 	}
 	c, problem := i.checkToken(tok)
 	if problem != "" {
@@ -243,6 +323,9 @@ func (i *Issuer) serveCharge(w http.ResponseWriter, r *http.Request) {
 	if c.hasExp && i.now().After(c.exp.Add(ChargeGracePeriod)) {
 		writeError(w, http.StatusUnauthorized, CodeNotAuthorized, "token expired more than 24 hours ago", nil)
 		return
+	}
+	if f, ok := faultOf(r); ok && f.AmountCharged != "" {
+		amount = kyapay.MustParseAmount(f.AmountCharged) // checked by InjectFault
 	}
 	ch, rest, original, outcome := i.charge(c.jti, amount)
 	switch outcome {
@@ -324,11 +407,6 @@ type chargesResponse struct {
 // serveCharges answers GET /api/v1/tokens/{jti}/charges?size=N&pageCursor=C.
 func (i *Issuer) serveCharges(w http.ResponseWriter, r *http.Request) {
 	jti := r.PathValue("jti")
-	_, _, charges, ok := i.lookupToken(jti)
-	if !ok {
-		writeError(w, http.StatusNotFound, CodeNotFound, "token not found", nil)
-		return
-	}
 	q := r.URL.Query()
 	size := DefaultChargesPageSize
 	if s := q.Get("size"); s != "" {
@@ -339,18 +417,27 @@ func (i *Issuer) serveCharges(w http.ResponseWriter, r *http.Request) {
 		}
 		size = n
 	}
-	offset := 0
+	offset, hasCursor := 0, false
 	if c := q.Get("pageCursor"); c != "" {
 		n, ok := decodeCursor(c)
-		if !ok || n > len(charges) {
+		if !ok {
 			validationError(w, "pageCursor", "pageCursor is invalid")
 			return
 		}
-		offset = n
+		offset, hasCursor = n, true
 	}
-	end := min(offset+size, len(charges))
-	resp := chargesResponse{Data: make([]chargeItem, 0, end-offset)}
-	for _, c := range charges[offset:end] {
+	page, total, ok := i.chargesPage(jti, offset, size)
+	switch {
+	case !ok:
+		writeError(w, http.StatusNotFound, CodeNotFound, "token not found", nil)
+		return
+	case hasCursor && offset > total:
+		validationError(w, "pageCursor", "pageCursor is invalid")
+		return
+	}
+	end := offset + len(page)
+	resp := chargesResponse{Data: make([]chargeItem, 0, len(page))}
+	for _, c := range page {
 		resp.Data = append(resp.Data, chargeItem{
 			TokenID:   c.TokenID,
 			ChargeID:  c.ChargeID,
@@ -358,7 +445,7 @@ func (i *Issuer) serveCharges(w http.ResponseWriter, r *http.Request) {
 			ChargedAt: c.At.UTC().Format(time.RFC3339Nano),
 		})
 	}
-	if end < len(charges) {
+	if end < total {
 		resp.NextPageCursor = encodeCursor(end)
 	}
 	writeJSON(w, http.StatusOK, resp)

@@ -2,12 +2,16 @@ package kyapaytest
 
 import (
 	"bytes"
+	"context"
 	"crypto/subtle"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"time"
+
+	"github.com/kyapay/kyapay-go/kyapay"
 )
 
 // Fault makes an endpoint misbehave. Inject it with [Issuer.InjectFault].
@@ -15,16 +19,26 @@ import (
 // Effects combine in this order: Latency first; then, if ChargeFirst or
 // TimeoutAfterCharge is set, the request is processed normally and its
 // response discarded; then Hang or TimeoutAfterCharge blocks,
-// CloseConnection drops the connection, or Status/Body answers. A fault
-// with only Latency lets the request proceed normally after the wait.
+// CloseConnection or ResetConnection drops the connection, or Status/Body
+// answers. A fault with only Latency or AmountCharged lets the request
+// proceed normally (after the wait).
+//
+// A charge made by a faulted request (ChargeFirst, TimeoutAfterCharge) is
+// in the ledger like any other: GET /api/v1/tokens/{jti}/charges lists it,
+// so a seller can resolve the unknown outcome the way it would with
+// Skyfire.
 type Fault struct {
 	// Endpoint is the endpoint to disturb: "charge", "introspect",
 	// "charges" or "jwks" (the Endpoint* constants). Required.
 	Endpoint string
 	// Status answers with this HTTP status (200 to 599). With no Body, a
 	// status of 400 or more gets a Skyfire error envelope
-	// {"code":...,"message":"injected fault"}. Zero with a Body means 200.
+	// {"code":...,"message":...} with the code Skyfire uses for the status
+	// (402: PAYMENT_ERROR) and Message. Zero with a Body means 200.
 	Status int
+	// Message is the envelope's message for Status without Body. Default:
+	// "injected fault".
+	Message string
 	// Body answers with this raw body, such as "garbage" or "{", with
 	// Content-Type application/json.
 	Body string
@@ -41,8 +55,24 @@ type Fault struct {
 	// request's context ends or the issuer is closed, then drops the
 	// connection.
 	Hang bool
-	// CloseConnection drops the connection without any response.
+	// CloseConnection drops the connection without any response (the
+	// client reads EOF).
 	CloseConnection bool
+	// ResetConnection drops the connection with a TCP reset (the client
+	// reads "connection reset by peer"). With ChargeFirst, this is the
+	// "charged, then the connection was reset" case.
+	ResetConnection bool
+	// AmountCharged, for "charge", makes the charge move this amount
+	// instead of the one requested, and the 200 answer report it as
+	// amountCharged: the case where Skyfire reports a different amount than
+	// the seller asked for. It may be "0". The ledger records the charge at
+	// this amount, after the usual checks against the token amount and
+	// balance (done on this amount). InjectFault panics if it is not a
+	// valid amount or the endpoint is not "charge".
+	AmountCharged string
+	// Header adds these header fields to a Status or Body answer, such as
+	// Retry-After on a 429.
+	Header http.Header
 	// ChargeFirst performs the request normally (charging, for "charge")
 	// before CloseConnection or Status/Body take effect, so the client
 	// sees a failure although the operation happened.
@@ -78,9 +108,30 @@ func (i *Issuer) InjectFault(f Fault) {
 	if f.Times < 0 {
 		panic("kyapaytest: InjectFault: negative Times")
 	}
+	if f.AmountCharged != "" {
+		if f.Endpoint != EndpointCharge {
+			panic("kyapaytest: InjectFault: AmountCharged needs the charge endpoint")
+		}
+		if _, err := kyapay.ParseAmount(f.AmountCharged); err != nil {
+			panic(fmt.Sprintf("kyapaytest: InjectFault: AmountCharged %q: %v", f.AmountCharged, err))
+		}
+	}
 	i.faultsMu.Lock()
 	defer i.faultsMu.Unlock()
 	i.faults = append(i.faults, &faultEntry{f: f, left: f.Times})
+}
+
+// TransientPaymentErrorMessage is the message of [TransientPaymentError]'s
+// answer.
+const TransientPaymentErrorMessage = "payment could not be completed: network timeout"
+
+// TransientPaymentError returns a fault that makes the next times charges
+// (every charge if times is zero) answer 402 PAYMENT_ERROR with a network
+// timeout message, without charging: a decline that says nothing about the
+// token's balance, after which the same token can be charged again.
+func TransientPaymentError(times int) Fault {
+	return Fault{Endpoint: EndpointCharge, Status: http.StatusPaymentRequired,
+		Message: TransientPaymentErrorMessage, Times: times}
 }
 
 // ClearFaults removes every injected fault. Requests already held by a
@@ -149,14 +200,29 @@ func (i *Issuer) endpoint(name, method string, auth bool, h http.HandlerFunc) ht
 			serve(w)
 			return
 		}
+		r = r.WithContext(context.WithValue(r.Context(), faultKey{}, &f))
 		i.applyFault(w, r, f, serve)
 	})
 }
 
-// authorized reports whether the request carries the seller API key.
+// faultKey is the request context key of the fault applied to a request.
+type faultKey struct{}
+
+// faultOf returns the fault applied to r, if any.
+func faultOf(r *http.Request) (*Fault, bool) {
+	f, ok := r.Context().Value(faultKey{}).(*Fault)
+	return f, ok
+}
+
+// authorized reports whether the request carries one of the seller API
+// keys.
 func (i *Issuer) authorized(r *http.Request) bool {
-	got := r.Header.Get(APIKeyHeader)
-	return subtle.ConstantTimeCompare([]byte(got), []byte(i.cfg.apiKey)) == 1
+	got := []byte(r.Header.Get(APIKeyHeader))
+	ok := 0
+	for _, k := range *i.api.keys.Load() {
+		ok |= subtle.ConstantTimeCompare(got, []byte(k))
+	}
+	return ok == 1
 }
 
 // applyFault serves a request according to f; serve performs the real
@@ -181,7 +247,8 @@ func (i *Issuer) applyFault(w http.ResponseWriter, r *http.Request, f Fault, ser
 	}
 	answers := f.Status != 0 || f.Body != ""
 	blocks := f.Hang || f.TimeoutAfterCharge
-	if f.TimeoutAfterCharge || (f.ChargeFirst && (blocks || f.CloseConnection || answers)) {
+	drops := f.CloseConnection || f.ResetConnection
+	if f.TimeoutAfterCharge || (f.ChargeFirst && (blocks || drops || answers)) {
 		serve(httptest.NewRecorder())
 	}
 	switch {
@@ -192,17 +259,27 @@ func (i *Issuer) applyFault(w http.ResponseWriter, r *http.Request, f Fault, ser
 		case <-i.done:
 		}
 		dropConnection(w)
+	case f.ResetConnection:
+		notify()
+		resetConnection(w)
 	case f.CloseConnection:
 		notify()
 		dropConnection(w)
 	case answers:
 		notify()
+		for k, v := range f.Header {
+			w.Header()[http.CanonicalHeaderKey(k)] = v
+		}
 		status := f.Status
 		if status == 0 {
 			status = http.StatusOK
 		}
 		if f.Body == "" && status >= 400 {
-			writeError(w, status, codeForStatus(status), "injected fault", nil)
+			msg := f.Message
+			if msg == "" {
+				msg = "injected fault"
+			}
+			writeError(w, status, codeForStatus(status), msg, nil)
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
@@ -212,6 +289,19 @@ func (i *Issuer) applyFault(w http.ResponseWriter, r *http.Request, f Fault, ser
 		notify()
 		serve(w)
 	}
+}
+
+// resetConnection resets the client connection (TCP RST) without a
+// response.
+func resetConnection(w http.ResponseWriter) {
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		panic(http.ErrAbortHandler) // HTTP/2: resets the stream
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0) // close sends RST instead of FIN
+	}
+	conn.Close()
 }
 
 // dropConnection closes the client connection without a response.

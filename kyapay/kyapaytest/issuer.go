@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,6 +40,9 @@ const (
 	// charged when chargeAmount is omitted) unless [WithServicePrice] is
 	// given.
 	DefaultServicePrice = "0.01"
+	// DefaultAgentName is the aid.name of kya and kya-pay tokens unless
+	// [Agent] is given.
+	DefaultAgentName = "Test Agent"
 	// DefaultKeyID is the kid of the issuer's first signing key.
 	DefaultKeyID = "key-1"
 	// DefaultJWKSMaxAge is the Cache-Control max-age of the JWKS unless
@@ -77,12 +81,14 @@ type Option func(*config)
 type config struct {
 	clock        func() time.Time
 	issuer       string
+	slash        bool
 	apiKey       string
 	audience     string
 	serviceID    string
 	env          string
 	servicePrice string
 	jwksMaxAge   time.Duration
+	api          apiConfig // options of the fake seller API (api.go)
 }
 
 // WithClock sets the clock that drives the iat and exp defaults of minted
@@ -101,6 +107,12 @@ func WithClock(now func() time.Time) Option {
 // ([Issuer.URL]), so a verifier that trusts it finds the keys at
 // URL()+"/.well-known/jwks.json".
 func WithIssuer(iss string) Option { return func(c *config) { c.issuer = iss } }
+
+// WithIssuerTrailingSlash appends a slash to the iss claim of minted tokens
+// (to the [WithIssuer] value, or to the server URL): the spelling of 2025
+// tokens, "https://app.skyfire.xyz/". [Issuer.Issuer] returns it with the
+// slash; the JWKS stays at [Issuer.JWKSURL].
+func WithIssuerTrailingSlash() Option { return func(c *config) { c.slash = true } }
 
 // WithAPIKey sets the seller API key the fake API requires in the
 // skyfire-api-key header. Default: [DefaultAPIKey].
@@ -157,6 +169,8 @@ type Issuer struct {
 
 	faultsMu sync.Mutex // guards faults
 	faults   []*faultEntry
+
+	api apiState // state of the fake seller API (api.go)
 }
 
 // NewIssuer starts a fake issuer and seller API on a loopback address. It
@@ -189,6 +203,7 @@ func NewIssuer(opts ...Option) *Issuer {
 	for _, e := range []string{EndpointCharge, EndpointIntrospect, EndpointCharges, EndpointJWKS} {
 		i.counters[e] = new(atomic.Int64)
 	}
+	i.api.init(cfg)
 	i.keys = []*keyEntry{newKeyEntry(DefaultKeyID)}
 	i.signer = DefaultKeyID
 	i.nextKey = 2
@@ -206,6 +221,9 @@ func NewIssuer(opts ...Option) *Issuer {
 	if i.iss == "" {
 		i.iss = i.srv.URL
 	}
+	if cfg.slash && !strings.HasSuffix(i.iss, "/") {
+		i.iss += "/"
+	}
 	return i
 }
 
@@ -214,7 +232,7 @@ func NewIssuer(opts ...Option) *Issuer {
 func (i *Issuer) URL() string { return i.srv.URL }
 
 // Issuer returns the iss claim minted tokens carry: the [WithIssuer] value,
-// or [Issuer.URL].
+// or [Issuer.URL], followed by a slash with [WithIssuerTrailingSlash].
 func (i *Issuer) Issuer() string { return i.iss }
 
 // JWKSURL returns the URL of the issuer's published key set,
@@ -226,8 +244,9 @@ func (i *Issuer) JWKSURL() string { return i.srv.URL + kyapay.JWKSPath }
 // is the same server as [Issuer.URL].
 func (i *Issuer) APIBaseURL() string { return i.srv.URL }
 
-// APIKey returns the seller API key the fake API accepts.
-func (i *Issuer) APIKey() string { return i.cfg.apiKey }
+// APIKey returns the seller API key the fake API accepts (the first one,
+// after [Issuer.SetAPIKeys]).
+func (i *Issuer) APIKey() string { return i.api.primaryKey() }
 
 // ServicePrice returns the amount charged when chargeAmount is omitted.
 func (i *Issuer) ServicePrice() kyapay.Amount { return i.servicePrice }

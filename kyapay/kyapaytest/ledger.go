@@ -73,7 +73,9 @@ const (
 )
 
 // charge subtracts amount from the token's balance and records the charge,
-// atomically. It returns the charge and the remaining balance.
+// atomically. It returns the charge and the remaining balance. It costs
+// the same whatever the token's history: the charge is appended, nothing
+// is copied.
 func (i *Issuer) charge(jti string, amount kyapay.Amount) (Charge, kyapay.Amount, kyapay.Amount, chargeOutcome) {
 	now := i.now()
 	i.ledgerMu.Lock()
@@ -99,15 +101,34 @@ func (i *Issuer) charge(jti string, amount kyapay.Amount) (Charge, kyapay.Amount
 	return c, rest, rec.original, chargeOK
 }
 
-// lookupToken returns a copy of the token's type, balance and charges.
-func (i *Issuer) lookupToken(jti string) (typ kyapay.TokenType, balance kyapay.Amount, charges []Charge, ok bool) {
+// tokenType returns the type of the token with the given jti and whether
+// the issuer minted it.
+func (i *Issuer) tokenType(jti string) (kyapay.TokenType, bool) {
 	i.ledgerMu.Lock()
 	defer i.ledgerMu.Unlock()
 	rec, ok := i.tokens[jti]
 	if !ok {
-		return 0, kyapay.Amount{}, nil, false
+		return 0, false
 	}
-	return rec.typ, rec.balance, slices.Clone(rec.charges), true
+	return rec.typ, true
+}
+
+// chargesPage returns a copy of at most size of the token's charges from
+// offset on, oldest first, and how many charges the token has. It copies
+// only the page, so listing a long history page by page costs what the
+// pages cost. ok is false if the issuer did not mint the token.
+func (i *Issuer) chargesPage(jti string, offset, size int) (page []Charge, total int, ok bool) {
+	i.ledgerMu.Lock()
+	defer i.ledgerMu.Unlock()
+	rec, ok := i.tokens[jti]
+	if !ok {
+		return nil, 0, false
+	}
+	total = len(rec.charges)
+	if offset < 0 || offset >= total || size <= 0 {
+		return nil, total, true
+	}
+	return slices.Clone(rec.charges[offset:min(offset+size, total)]), total, true
 }
 
 // Charges returns a copy of every successful charge, in the order they
@@ -121,8 +142,13 @@ func (i *Issuer) Charges() []Charge {
 // ChargesFor returns a copy of the successful charges on the token with
 // the given jti, oldest first; nil if there are none.
 func (i *Issuer) ChargesFor(jti string) []Charge {
-	_, _, charges, _ := i.lookupToken(jti)
-	return charges
+	i.ledgerMu.Lock()
+	defer i.ledgerMu.Unlock()
+	rec, ok := i.tokens[jti]
+	if !ok {
+		return nil
+	}
+	return slices.Clone(rec.charges)
 }
 
 // ChargeCount returns the number of successful charges.
@@ -136,6 +162,11 @@ func (i *Issuer) ChargeCount() int {
 // (see [TokenID]), and whether the issuer minted such a token. kya tokens
 // have a zero balance.
 func (i *Issuer) Balance(jti string) (kyapay.Amount, bool) {
-	_, b, _, ok := i.lookupToken(jti)
-	return b, ok
+	i.ledgerMu.Lock()
+	defer i.ledgerMu.Unlock()
+	rec, ok := i.tokens[jti]
+	if !ok {
+		return kyapay.Amount{}, false
+	}
+	return rec.balance, true
 }

@@ -30,6 +30,7 @@ type tokenSpec struct {
 
 	human           map[string]any
 	email           *string
+	skyfireEmail    bool
 	platform, agent map[string]any
 
 	amount, value, currency, spr, sps, stp *string
@@ -128,6 +129,13 @@ func Human(fields map[string]any) TokenOption {
 // fields, and adds the identity object to pay tokens too.
 func Email(email string) TokenOption { return func(s *tokenSpec) { s.email = &email } }
 
+// LegacySkyfireEmail mints a [Legacy] token whose identity email is
+// bid.skyfireEmail, as Skyfire spelled it until February 2026, instead of
+// bid.email. It implies Legacy.
+func LegacySkyfireEmail() TokenOption {
+	return func(s *tokenSpec) { s.legacy, s.skyfireEmail = true, true }
+}
+
 // Platform sets the apd (agent platform) object. Default: absent. The map
 // is copied.
 func Platform(fields map[string]any) TokenOption {
@@ -135,8 +143,10 @@ func Platform(fields map[string]any) TokenOption {
 	return func(s *tokenSpec) { s.platform = fields }
 }
 
-// Agent sets the aid (agent identity) object. Default: absent. The map is
-// copied.
+// Agent sets the aid (agent identity) object. Default for kya and kya-pay
+// tokens: {"name": [DefaultAgentName], "creation_ip": "127.0.0.1",
+// "source_ips": ["127.0.0.1"]}; absent for pay tokens. The map is copied;
+// [WithoutClaim]("aid") removes it.
 func Agent(fields map[string]any) TokenOption {
 	fields = cloneMap(fields)
 	return func(s *tokenSpec) { s.agent = fields }
@@ -252,10 +262,15 @@ func Balance(amount string) TokenOption { return func(s *tokenSpec) { s.balance 
 // "kya-pay+jwt"}; claims iss ([Issuer.Issuer]),
 // sub, aud, iat (now), exp (now+1h), jti (random UUID), env, ssi and btg;
 // kya and kya-pay tokens add hid {"email":"buyer@example.com",
-// "verified":true} (apd and aid only when set); pay and kya-pay tokens add
+// "verified":true} and aid {"name":"Test Agent","creation_ip":"127.0.0.1",
+// "source_ips":["127.0.0.1"]} (apd only when set); pay and kya-pay tokens add
 // amt "10", val "10000000", cur "USD", spr (the service price, "0.01"), sps
 // "pay_per_use", mnr (amt/spr, 1000), stp "coin" and sti
 // {"type":"usdc","verified":true}. See [Legacy] for the 2025 vocabulary.
+//
+// With the defaults, tokens pass a kyapay.Verifier's default
+// [kyapay.Profile] (iat present, jti a UUID, amt and val above zero, cur
+// "USD"), so a verifier from [Issuer.VerifierConfig] accepts them.
 //
 // Mint panics on programmer errors only: a type other than [kyapay.TypeKYA],
 // [kyapay.TypePay] or [kyapay.TypeKYAPay], an unknown [KeyID], an invalid
@@ -437,6 +452,12 @@ func (i *Issuer) buildClaims(typ kyapay.TokenType, s *tokenSpec) map[string]any 
 		if s.email != nil {
 			h["email"] = *s.email
 		}
+		if s.skyfireEmail {
+			if e, ok := h["email"]; ok {
+				delete(h, "email")
+				h["skyfireEmail"] = e
+			}
+		}
 		if s.legacy {
 			c["bid"] = h
 		} else {
@@ -448,6 +469,8 @@ func (i *Issuer) buildClaims(typ kyapay.TokenType, s *tokenSpec) map[string]any 
 	}
 	if s.agent != nil {
 		c["aid"] = s.agent
+	} else if typ.HasIdentity() {
+		c["aid"] = map[string]any{"name": DefaultAgentName, "creation_ip": "127.0.0.1", "source_ips": []string{"127.0.0.1"}}
 	}
 
 	// Payment. Defaults only for pay types; explicit options always.

@@ -44,6 +44,7 @@ var (
 	legacyPay     = []string{"amount", "value", "cur", "spr", "sps", "mnr", "stp", "sti"}
 	defaultHuman  = map[string]any{"email": "buyer@example.com", "verified": true}
 	defaultSettle = map[string]any{"type": "usdc", "verified": true}
+	defaultAgent  = map[string]any{"name": kyapaytest.DefaultAgentName, "creation_ip": "127.0.0.1", "source_ips": []any{"127.0.0.1"}}
 )
 
 func TestMintDefaults(t *testing.T) {
@@ -86,17 +87,17 @@ func TestMintDefaults(t *testing.T) {
 		want    map[string]any // all claims except jti
 	}{
 		{"current kya", kyapay.TypeKYA, nil, "kya+jwt",
-			merge(common, map[string]any{"hid": defaultHuman})},
+			merge(common, map[string]any{"hid": defaultHuman, "aid": defaultAgent})},
 		{"current pay", kyapay.TypePay, nil, "pay+jwt",
 			merge(common, payCurrent)},
 		{"current kya-pay", kyapay.TypeKYAPay, nil, "kya-pay+jwt",
-			merge(common, payCurrent, map[string]any{"hid": defaultHuman})},
+			merge(common, payCurrent, map[string]any{"hid": defaultHuman, "aid": defaultAgent})},
 		{"legacy kya", kyapay.TypeKYA, []kyapaytest.TokenOption{kyapaytest.Legacy()}, "kya+JWT",
-			merge(common, map[string]any{"bid": defaultHuman, "ver": "1"})},
+			merge(common, map[string]any{"bid": defaultHuman, "aid": defaultAgent, "ver": "1"})},
 		{"legacy pay", kyapay.TypePay, []kyapaytest.TokenOption{kyapaytest.Legacy()}, "pay+JWT",
 			merge(common, payLegacy, map[string]any{"ver": "1"})},
 		{"legacy kya-pay", kyapay.TypeKYAPay, []kyapaytest.TokenOption{kyapaytest.Legacy()}, "kya+pay+JWT",
-			merge(common, payLegacy, map[string]any{"bid": defaultHuman, "ver": "1"})},
+			merge(common, payLegacy, map[string]any{"bid": defaultHuman, "aid": defaultAgent, "ver": "1"})},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

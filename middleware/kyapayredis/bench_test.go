@@ -63,6 +63,7 @@ var bare = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Wri
 func benchSeller(b *testing.B, iss *kyapaytest.Issuer, store middleware.Store) http.Handler {
 	v, err := kyapay.NewVerifier(kyapay.VerifierConfig{
 		Issuers: []string{iss.Issuer()}, JWKSURLs: map[string]string{iss.Issuer(): iss.JWKSURL()}, HTTPClient: iss.Client(),
+		Audience: kyapaytest.DefaultAudience,
 	})
 	if err != nil {
 		b.Fatal(err)

@@ -110,7 +110,7 @@ func (r LoadResult) String() string {
 // Replicas are HTTP servers on loopback, each with its own Middleware,
 // verifier and charge client, sharing cfg.Store and the fake issuer, whose
 // charge endpoint meets faults: 5xx, timeouts, timeout after a charge,
-// connection reset after a charge. Agents buy with an Idempotency-Key and
+// connection closed or reset after a charge. Agents buy with an Idempotency-Key and
 // retry on 502 and connection errors at once, and on 409 in the next
 // round; between rounds the clock moves past the idempotency lease and
 // ReconcileAfter and the replicas reconcile. The last rounds run without
@@ -298,7 +298,8 @@ var loadFaults = []struct {
 	{"5xx-503", kyapaytest.Fault{Status: 503}},
 	{"timeout", kyapaytest.Fault{Hang: true}},
 	{"timeout-after-success", kyapaytest.Fault{TimeoutAfterCharge: true}},
-	{"reset-after-success", kyapaytest.Fault{ChargeFirst: true, CloseConnection: true}},
+	{"close-after-success", kyapaytest.Fault{ChargeFirst: true, CloseConnection: true}},
+	{"reset-after-success", kyapaytest.Fault{ChargeFirst: true, ResetConnection: true}},
 }
 
 // nextFault injects the fault for the next charge request: one in three

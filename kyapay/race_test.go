@@ -1,0 +1,5 @@
+//go:build race
+
+package kyapay
+
+const raceEnabled = true

@@ -1,0 +1,95 @@
+// Package kyapaymcpgo sells the tools of an MCP server built with
+// github.com/mark3labs/mcp-go per call, with Skyfire KYAPay tokens.
+//
+// It is a front end on the transport-neutral gate of
+// [github.com/kyapay/kyapay-go/middleware]: one [middleware.Middleware]
+// (verifier, charger, refusal policy, logger) serves HTTP routes and MCP
+// tools alike, with the same [middleware.Requirement] values and the same
+// refusal codes. It lives in a module of its own so that users of the rest
+// of the library never download mcp-go.
+//
+// Declare a requirement per tool (unlisted tools are free) and install the
+// gate on the server:
+//
+//	g, err := kyapaymcpgo.New(kyapaymcpgo.Config{
+//		Middleware: m,
+//		Tools: map[string]middleware.Requirement{
+//			"quote":  middleware.Pay(middleware.FixedPrice("0.01")),
+//			"whoami": middleware.Identity("email"),
+//		},
+//	})
+//	...
+//	s := server.NewMCPServer("seller", "1.0.0", server.WithInputSchemaValidation())
+//	s.AddTool(quoteTool, quote)
+//	g.Install(s)
+//
+// or register each gated tool through the per-tool wrapper, which gates it
+// even where Install was forgotten: s.AddTools(g.Tool(quoteTool, quote)).
+// Inside a handler the verified claims are [kyapay.FromContext] and, on a
+// ChargeBefore tool, the receipt is [middleware.ReceiptFromContext], as
+// for HTTP handlers.
+//
+// # Where the token comes from
+//
+// A tool call may carry the token in three places, read in this order: the
+// HTTP header of a streamable-HTTP request (the Middleware's header,
+// skyfire-pay-id by default), the request's _meta under [DefaultMetaKey],
+// and the tool argument [DefaultArgument]. An LLM usually hands it over as
+// the argument: it cannot set headers. Two different tokens are refused
+// with token_ambiguous. The argument is removed before mcp-go validates the
+// arguments and before the handler sees them (from Arguments and from
+// RawArguments, which BindArguments and typed handlers read); the token is
+// never logged.
+//
+// # What tools/list shows
+//
+// Each gated tool is listed with the argument as a string property whose
+// description tells an LLM what token to send, its price in USD, and where
+// to create one; a line in its description; and an [Advert] in its _meta
+// under [ToolMetaKey] with the accepted types and price. These are added to
+// copies: the tools mcp-go stores, and their shared schema maps, are never
+// changed. A RawInputSchema is patched as JSON.
+//
+// # When a call is charged
+//
+// A priced tool charges after its handler returned a final, complete
+// result: no Go error, not isError, and not a result that asks the client
+// for more input (a multi-round-trip round; the final round pays, once).
+// If Skyfire declines the charge, or its outcome is unknown, the tool's
+// output is withheld and the agent gets the refusal instead; an unknown
+// outcome never asks it to pay again. A tool listed in
+// [Config.ChargeBefore] charges before its handler runs, and is charged
+// even if the handler then fails. Identity tools are never charged.
+//
+// A refusal is a CallToolResult with isError set, the Middleware's text in
+// its content and a [middleware.RefusalDetail] (code, accepted types,
+// required amount, header and argument) as its structuredContent. A charged
+// result carries the receipt in its _meta under [ReceiptMetaKey].
+// Protocol methods (initialize, ping, tools/list, notifications) are never
+// gated.
+//
+// # mcp-go specifics
+//
+//   - WithInputSchemaValidation validates arguments before the tool
+//     middleware runs. Install therefore takes the token argument out in a
+//     tools/call hook, which runs before validation; the per-tool wrapper
+//     declares the argument in the stored schema instead.
+//   - For clients older than protocol 2026-07-28, mcp-go resolves a
+//     multi-round-trip call on the server and re-invokes the middleware and
+//     handler once per round. Only the final round is charged; a
+//     ChargeBefore tool is charged in the first round, and with Install the
+//     later rounds of the same call reuse that charge (the per-tool wrapper
+//     alone cannot tell them apart and charges each). Newer clients send each round as
+//     a tools/call of its own: the default timing charges once, on the
+//     final round, while a ChargeBefore tool is charged per round, so keep
+//     tools that ask for input on the default timing.
+//   - Tools registered with AddTaskTool run without any tool middleware:
+//     register gated task tools with [Gate.TaskTool]. Install hides a gated
+//     task tool registered without it (it is neither listed nor callable).
+//     A regular tool that runs as a task is gated by the middleware. mcp-go
+//     ends the context of a task as soon as it has answered the tools/call;
+//     the gate verifies and charges a task on a context that outlives it.
+//   - WithOutputSchemaValidation checks a result after the middleware
+//     chain: a result that fails it has already been charged, so keep
+//     output schemas accurate on paid tools.
+package kyapaymcpgo
