@@ -91,6 +91,20 @@ type Input struct {
 	// charges: the request cannot deliver content (HEAD). The price is not
 	// computed and the balance is not pre-checked.
 	NoCharge bool
+	// IdempotencyKey, when set on a request that is to be charged, makes it
+	// idempotent: it is scoped to the token (issuer and jti) and the route,
+	// and bound to Fingerprint. The first request reserves the key; a
+	// duplicate while it runs gets a 409 [IdempotencyError]; a duplicate
+	// after it completed gets its stored response ([Grant.Replay]) without
+	// running or charging; the same key with another fingerprint gets a
+	// 422. The front end then calls [Grant.Finish]. It is ignored when
+	// nothing is charged (free and identity routes, NoCharge). HTTP reads
+	// it from [IdempotencyKeyHeader] ([ParseIdempotencyKey]); MCP from the
+	// request _meta member [MetaIdempotencyKey].
+	IdempotencyKey string
+	// Fingerprint identifies the request the key was first used for
+	// ([Fingerprint], [FingerprintRequest]).
+	Fingerprint [32]byte
 }
 
 // Grant is an accepted request: the verified claims, and either the
@@ -115,6 +129,7 @@ type Grant struct {
 	done    bool
 	receipt charge.Receipt
 	err     error
+	idem    *idemState // nil without an idempotency key
 }
 
 // Claims returns the verified claims.
@@ -182,9 +197,17 @@ func (g *Grant) Commit(ctx context.Context) (charge.Receipt, error) {
 		g.err = err
 		return g.receipt, err
 	}
+	if st := g.idem; st != nil && !g.m.now().Add(g.m.chargeTimeout).Before(st.res.Now.Add(st.res.Lease)) {
+		// The charge could end after the key's lease, when another attempt
+		// may have taken the key over: do not charge.
+		g.err = g.m.refusal(ctx, g.rt, g.req, kyapay.NewError(kyapay.CodeChargeUnavailable, "", errors.New("idempotency key lease ends before the charge could; not charged")), g.price, g.hasPrice, g.claims)
+		return g.receipt, g.err
+	}
 	cctx, cancel := context.WithTimeout(ctx, g.m.chargeTimeout)
-	receipt, err := g.m.charge(cctx, g.rt, g.req, g.token, g.claims, g.price, g.hasPrice)
+	started := g.m.now()
+	receipt, note, err := g.m.charge(cctx, g.rt, g.req, g.token, g.claims, g.price, g.hasPrice)
 	cancel()
+	g.m.afterCharge(ctx, g, receipt, note, started, err)
 	if err != nil {
 		g.err = g.m.refusal(ctx, g.rt, g.req, err, g.price, g.hasPrice, g.claims)
 		return g.receipt, g.err
@@ -265,19 +288,21 @@ func (m *Middleware) Authorize(ctx context.Context, rt *Route, in Input) (Grant,
 	if err := m.precheck(claims, price, hasPrice); err != nil {
 		return Grant{}, m.refusal(ctx, rt, in.Request, err, price, hasPrice, claims)
 	}
+	if in.IdempotencyKey != "" {
+		return m.authorizeKeyed(ctx, rt, in, g)
+	}
+	if m.shared {
+		if err := m.precheckShared(ctx, claims, price, hasPrice); err != nil {
+			return Grant{}, m.refusal(ctx, rt, in.Request, err, price, hasPrice, claims)
+		}
+	}
 	if rt.timing == ChargeAfter {
 		g.pending = true
 		return g, nil
 	}
-	cctx, cancel := context.WithTimeout(g.ctx, m.chargeTimeout)
-	receipt, err := m.charge(cctx, rt, in.Request, in.Token, claims, price, hasPrice)
-	cancel()
-	if err != nil {
-		return Grant{}, m.refusal(ctx, rt, in.Request, err, price, hasPrice, claims)
+	if err := m.chargeBefore(&g, in); err != nil {
+		return Grant{}, err
 	}
-	g.receipt, g.charged = receipt, true
-	g.ctx = NewReceiptContext(g.ctx, receipt)
-	m.onCharged(g.ctx, rt, in.Request, claims, receipt)
 	return g, nil
 }
 

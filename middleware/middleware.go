@@ -31,6 +31,10 @@ const (
 	DefaultMaxBufferBytes    = 16 << 20
 	DefaultDepletedCacheSize = 10_000
 	DefaultDeclineMemory     = time.Minute
+	DefaultIdempotencyLease  = 5 * time.Minute
+	DefaultMaxReplayBytes    = 64 << 10
+	DefaultReconcileInterval = 30 * time.Second
+	DefaultReconcileAfter    = 2 * time.Minute
 )
 
 // Config configures a [Middleware]. Zero values mean the documented
@@ -95,6 +99,36 @@ type Config struct {
 	DepletedCacheSize int
 	// Clock returns the current time. Default: time.Now.
 	Clock func() time.Time
+	// Store holds what the seller's replicas share: known balances,
+	// idempotency records and charges of unknown outcome. Default: a
+	// [MemoryStore] private to this Middleware. With a shared Store (such
+	// as kyapayredis), each paid request also asks it for the token's
+	// balance, and a request with an idempotency key costs at most two
+	// Store operations. Unpaid and identity routes never touch it.
+	Store Store
+	// IdempotencyLease is how long a request with an idempotency key holds
+	// the key; a duplicate meanwhile is answered 409. A holder that
+	// vanishes (a crash) frees the key when its lease ends, and its charge,
+	// if any, is reconciled. It must exceed ChargeTimeout and should
+	// exceed the slowest handler. Default: DefaultIdempotencyLease (5
+	// minutes).
+	IdempotencyLease time.Duration
+	// MaxReplayBytes bounds the stored response of an idempotent request
+	// (status, headers and body as encoded). A larger response is not
+	// stored: a duplicate then runs the handler again, without charging.
+	// Default: DefaultMaxReplayBytes (64 KiB).
+	MaxReplayBytes int
+	// ReconcileInterval is how often the Middleware looks for charges of
+	// unknown outcome to resolve through the Charger's charge listing
+	// ([ChargeLister]). Default: DefaultReconcileInterval (30 s); negative
+	// disables the background loop ([Middleware.Reconcile] still works, and
+	// a retry under the same idempotency key still resolves its charge).
+	ReconcileInterval time.Duration
+	// ReconcileAfter is how long after a charge's outcome became unknown a
+	// charge that Skyfire does not list is taken as never made. Until then,
+	// a retry under the same idempotency key is answered 409. Default:
+	// DefaultReconcileAfter (2 minutes).
+	ReconcileAfter time.Duration
 }
 
 // Middleware protects handlers with KYAPay requirements. Build one with
@@ -115,23 +149,21 @@ type Middleware struct {
 	declineMemory time.Duration
 	obs           Observer
 	balances      *lru.Cache[tokenKey, balanceEntry] // nil when disabled
+	store         Store
+	shared        bool         // store came from Config.Store
+	lister        ChargeLister // nil when the Charger cannot list charges
+	idemLease     time.Duration
+	maxReplay     int
+	reconcileGap  time.Duration // <= 0: no background loop
+	settle        time.Duration
+	rec           reconciler
 }
 
-// balanceEntry is what is known about a token's balance. Balances only go
-// down, so a remembered balance is an upper bound and refusing a price
-// above it is always right.
+// balanceEntry is what this process remembers about a token's balance,
+// until the token expires.
 type balanceEntry struct {
-	// known: Skyfire reported remaining as the balance.
-	known     bool
-	remaining kyapay.Amount
-	// declinedAt is the smallest price Skyfire refused for lack of
-	// balance (zero: none).
-	declinedAt kyapay.Amount
-	// serviceDeclined: a service-price charge was refused for balance.
-	serviceDeclined bool
-	// declineUntil bounds how long declinedAt and serviceDeclined hold.
-	declineUntil time.Time
-	expires      time.Time
+	Balance
+	expires time.Time
 }
 
 // New validates cfg and returns a Middleware.
@@ -210,6 +242,9 @@ func New(cfg Config) (*Middleware, error) {
 			return nil, fmt.Errorf("kyapay/middleware: %w", err)
 		}
 		m.balances = c
+	}
+	if err := m.initStore(cfg); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
@@ -302,9 +337,21 @@ func (p *protected) serveNext(w http.ResponseWriter, r *http.Request) error {
 // (for example Caddy's 502 when the upstream is down). Otherwise the
 // response is charged only if it delivers content ([Chargeable]) and
 // released only after the charge is confirmed.
+//
+// On a paid route, a request with an [IdempotencyKeyHeader] is idempotent
+// (see [Input.IdempotencyKey]): its body is read (up to MaxBufferBytes) to
+// fingerprint it, its charged response is stored as it is delivered, and a
+// duplicate gets the stored response with [ReplayedHeader] "true", a 409
+// while the first runs, or a 422 when it is another request.
 func (m *Middleware) Serve(w http.ResponseWriter, r *http.Request, rt *Route, next func(http.ResponseWriter, *http.Request) error) error {
 	in := Input{Request: r, NoCharge: r.Method == http.MethodHead}
 	in.Token, in.TokenErr = m.extract(r)
+	if rt != nil && rt.needsPay && !in.NoCharge && len(r.Header[IdempotencyKeyHeader]) > 0 {
+		if err := m.readIdempotency(r, rt, &in); err != nil {
+			m.Refuse(w, r, err)
+			return nil
+		}
+	}
 	var g Grant
 	var err error
 	if isConditional(r) {
@@ -318,10 +365,35 @@ func (m *Middleware) Serve(w http.ResponseWriter, r *http.Request, rt *Route, ne
 		m.Refuse(w, r, err)
 		return nil
 	}
+	if g.idem != nil {
+		return m.serveKeyed(w, r, rt, &g, next)
+	}
 	if !g.Pending() {
 		return next(w, r.WithContext(g.Context()))
 	}
 	return m.serveChargeAfter(w, r.WithContext(g.Context()), rt, &g, next)
+}
+
+// serveKeyed serves a paid request with an idempotency key: a replay, a
+// ChargeAfter request, or a charged (or already paid) request whose
+// response is kept for replay as it streams to the client.
+func (m *Middleware) serveKeyed(w http.ResponseWriter, r *http.Request, rt *Route, g *Grant, next func(http.ResponseWriter, *http.Request) error) error {
+	if stored, ok := g.Replay(); ok {
+		m.writeReplay(w, r, g, stored)
+		return nil
+	}
+	r = r.WithContext(g.Context())
+	if g.Pending() {
+		return m.serveChargeAfter(w, r, rt, g, next)
+	}
+	cw := &captureWriter{ResponseWriter: w, max: m.maxReplay}
+	err := next(cw, r)
+	var stored []byte
+	if err == nil {
+		stored = cw.encode()
+	}
+	_ = g.Finish(r.Context(), stored)
+	return err
 }
 
 // isConditional reports whether r carries a validator that lets the handler
@@ -348,11 +420,13 @@ func (m *Middleware) serveChargeAfter(w http.ResponseWriter, r *http.Request, rt
 	bw := newBufferedWriter(m.maxBuffer)
 	if err := next(bw, r); err != nil {
 		g.Abandon()
+		_ = g.Finish(r.Context(), nil)
 		return err
 	}
 	status := bw.statusCode()
 	if bw.overflow {
 		g.Abandon()
+		_ = g.Finish(r.Context(), nil)
 		m.Refuse(w, r, m.refusal(r.Context(), rt, r, kyapay.NewError(kyapay.CodeInternal, "", errors.New("charge-after response exceeded MaxBufferBytes; not charged")), g.price, g.hasPrice, g.claims))
 		return nil
 	}
@@ -360,6 +434,7 @@ func (m *Middleware) serveChargeAfter(w http.ResponseWriter, r *http.Request, rt
 		// The handler declared a Content-Length its body does not match: the
 		// client would get a truncated or broken response. A failure.
 		g.Abandon()
+		_ = g.Finish(r.Context(), nil)
 		m.Refuse(w, r, m.refusal(r.Context(), rt, r, kyapay.NewError(kyapay.CodeInternal, "", err), g.price, g.hasPrice, g.claims))
 		return nil
 	}
@@ -367,10 +442,17 @@ func (m *Middleware) serveChargeAfter(w http.ResponseWriter, r *http.Request, rt
 		// No content (204, 304), a redirect, or a failure: deliver it as the
 		// handler wrote it, charge nothing.
 		g.Abandon()
+		_ = g.Finish(r.Context(), nil)
 		bw.copyTo(w)
 		return nil
 	}
-	if _, err := g.Commit(r.Context()); err != nil {
+	_, err := g.Commit(r.Context())
+	if g.idem != nil {
+		// Stored with the charge, or kept with a charge of unknown outcome
+		// for delivery once it is found made.
+		_ = g.Finish(r.Context(), encodeResponse(status, bw.header, bw.body.Bytes(), m.maxReplay))
+	}
+	if err != nil {
 		if r.Context().Err() != nil {
 			return nil // the client is gone: nothing to answer, nothing charged
 		}
@@ -398,7 +480,7 @@ func (m *Middleware) extract(r *http.Request) (string, error) {
 }
 
 // precheck refuses, without a network call, a pay token whose amount is
-// below the price or whose balance is known to be too low.
+// below the price or whose balance is known to be too low in this process.
 func (m *Middleware) precheck(c *kyapay.Claims, price kyapay.Amount, hasPrice bool) error {
 	if hasPrice && c.HasAmount && c.Amount.Cmp(price) < 0 {
 		return kyapay.ErrAmountInsufficient
@@ -416,22 +498,7 @@ func (m *Middleware) precheck(c *kyapay.Claims, price kyapay.Amount, hasPrice bo
 		m.balances.Remove(key)
 		return nil
 	}
-	switch {
-	case e.known && e.remaining.IsZero():
-		return kyapay.ErrTokenDepleted
-	case e.known && hasPrice && e.remaining.Cmp(price) < 0:
-		return kyapay.ErrTokenDepleted
-	}
-	if now.After(e.declineUntil) {
-		return nil // a remembered decline heals after DeclineMemory
-	}
-	switch {
-	case !hasPrice && e.serviceDeclined:
-		return kyapay.ErrTokenDepleted
-	case hasPrice && !e.declinedAt.IsZero() && price.Cmp(e.declinedAt) >= 0:
-		return kyapay.ErrTokenDepleted
-	}
-	return nil
+	return e.refuses(price, hasPrice, now)
 }
 
 // tokenKey identifies a token for the balance cache: its issuer and jti
@@ -441,11 +508,12 @@ type tokenKey struct{ iss, jti string }
 
 func balanceKey(c *kyapay.Claims) tokenKey { return tokenKey{c.Issuer, c.ID} }
 
-// remember records what a charge taught about the token's balance. The key
-// is copied so that the entry does not keep the token's decoded payload
-// alive.
-func (m *Middleware) remember(c *kyapay.Claims, update func(*balanceEntry)) {
-	if m.balances == nil {
+// remember merges what a charge (here or, through the Store, on another
+// replica) taught about the token's balance into this process's memory.
+// The key is copied so that the entry does not keep the token's decoded
+// payload alive.
+func (m *Middleware) remember(c *kyapay.Claims, b Balance) {
+	if m.balances == nil || b == (Balance{}) {
 		return
 	}
 	key := balanceKey(c)
@@ -456,7 +524,7 @@ func (m *Middleware) remember(c *kyapay.Claims, update func(*balanceEntry)) {
 	// Skyfire may still charge for 24 hours after exp, but a token past exp
 	// no longer verifies here, so its entry is useless past exp.
 	e.expires = c.Expiry
-	update(&e)
+	e.Merge(b)
 	m.balances.Add(key, e)
 }
 
@@ -464,8 +532,10 @@ func (m *Middleware) remember(c *kyapay.Claims, update func(*balanceEntry)) {
 // outcome is unknown becomes charge_unknown (never a 402), one that never
 // left becomes charge_unavailable, a balance decline becomes
 // token_depleted, and a confirmed charge of less than the price becomes
-// charge_mismatch. Every outcome is reported as an Event.
-func (m *Middleware) charge(ctx context.Context, rt *Route, r *http.Request, token string, c *kyapay.Claims, price kyapay.Amount, hasPrice bool) (charge.Receipt, error) {
+// charge_mismatch. Every outcome is reported as an Event. The returned
+// Note is what the charge taught about the token (already remembered in
+// this process), for the Store.
+func (m *Middleware) charge(ctx context.Context, rt *Route, r *http.Request, token string, c *kyapay.Claims, price kyapay.Amount, hasPrice bool) (charge.Receipt, Note, error) {
 	observe := m.observing(ctx, slog.LevelDebug) || m.log.Enabled(ctx, slog.LevelInfo)
 	var start time.Time
 	if observe {
@@ -473,6 +543,7 @@ func (m *Middleware) charge(ctx context.Context, rt *Route, r *http.Request, tok
 		start = time.Now()
 	}
 	var receipt charge.Receipt
+	var note Note
 	var err error
 	if hasPrice {
 		receipt, err = m.charger.Charge(ctx, token, price)
@@ -483,12 +554,10 @@ func (m *Middleware) charge(ctx context.Context, rt *Route, r *http.Request, tok
 		if hasPrice {
 			receipt.Requested, receipt.HasRequested = price, true
 		}
+		note.ChargeID = receipt.TransactionID
 		if receipt.HasRemainingBalance {
-			m.remember(c, func(e *balanceEntry) {
-				if !e.known || receipt.RemainingBalance.Cmp(e.remaining) < 0 {
-					e.known, e.remaining = true, receipt.RemainingBalance
-				}
-			})
+			note.Balance.Known, note.Balance.Remaining = true, receipt.RemainingBalance
+			m.remember(c, note.Balance)
 		}
 		short := receipt.Mismatch() && receipt.AmountCharged.Cmp(price) < 0
 		if observe || receipt.Mismatch() {
@@ -508,9 +577,9 @@ func (m *Middleware) charge(ctx context.Context, rt *Route, r *http.Request, tok
 			m.emit(ctx, e)
 		}
 		if short {
-			return receipt, kyapay.NewError(kyapay.CodeChargeMismatch, "", fmt.Errorf("charged %s of %s", receipt.AmountCharged, price))
+			return receipt, note, kyapay.NewError(kyapay.CodeChargeMismatch, "", fmt.Errorf("charged %s of %s", receipt.AmountCharged, price))
 		}
-		return receipt, nil
+		return receipt, note, nil
 	}
 	var ce *charge.Error
 	if !errors.As(err, &ce) {
@@ -526,15 +595,13 @@ func (m *Middleware) charge(ctx context.Context, rt *Route, r *http.Request, tok
 			// Evidence that the balance is gone, but remembered only for
 			// DeclineMemory: a decline can be wrong, and the balance may be
 			// spendable again later.
-			until := m.now().Add(m.declineMemory)
-			m.remember(c, func(e *balanceEntry) {
-				e.declineUntil = until
-				if !hasPrice {
-					e.serviceDeclined = true
-				} else if e.declinedAt.IsZero() || price.Cmp(e.declinedAt) < 0 {
-					e.declinedAt = price
-				}
-			})
+			note.Balance.DeclineUntil = m.now().Add(m.declineMemory)
+			if hasPrice {
+				note.Balance.DeclinedAt = price
+			} else {
+				note.Balance.ServiceDeclined = true
+			}
+			m.remember(c, note.Balance)
 			refusal = kyapay.NewError(kyapay.CodeTokenDepleted, "", err)
 		case charge.ReasonRateLimited, charge.ReasonNotEligible, charge.ReasonPaymentFailed:
 			// Nothing was charged and the balance may be intact (a rate
@@ -568,9 +635,9 @@ func (m *Middleware) charge(ctx context.Context, rt *Route, r *http.Request, tok
 			slog.String("error", clip(err.Error())))
 	}
 	if ce.RetryAfter > 0 {
-		return receipt, &retryAfterError{err: refusal, after: ce.RetryAfter}
+		return receipt, note, &retryAfterError{err: refusal, after: ce.RetryAfter}
 	}
-	return receipt, refusal
+	return receipt, note, refusal
 }
 
 // retryAfterError is a refusal that carries the charge API's Retry-After.
@@ -598,10 +665,17 @@ func (m *Middleware) event(kind EventKind, rt *Route, r *http.Request, c *kyapay
 }
 
 // Refuse answers an HTTP request with a refusal from [Middleware.Authorize]
-// or [Grant.Commit]: it sets the KYAPay-Error header to the refusal's code
-// and hands the refusal to the configured [ErrorHandler]. An error that is
+// or [Grant.Commit]. An [*IdempotencyError] is answered with its status
+// (400, 409 with Retry-After, 413 or 422) and its code in the KYAPay-Error
+// header. For any other refusal it sets the KYAPay-Error header to the
+// refusal's code and hands the refusal to the configured [ErrorHandler]. An error that is
 // not a *Refusal is answered as internal_error.
 func (m *Middleware) Refuse(w http.ResponseWriter, r *http.Request, err error) {
+	var ie *IdempotencyError
+	if errors.As(err, &ie) && ie != nil {
+		writeIdempotencyError(w, r, ie)
+		return
+	}
 	var ref *Refusal
 	if !errors.As(err, &ref) || ref == nil {
 		ref = m.refusal(r.Context(), nil, r, err, kyapay.Amount{}, false, nil)

@@ -213,6 +213,10 @@ func logEvent(ctx context.Context, log *slog.Logger, e Event) {
 			attrs = append(attrs, slog.String("remaining", e.Remaining.String()))
 		}
 		attrs = append(attrs, slog.Duration("duration", e.Duration))
+	case EventReconciled, EventReplayed:
+		if e.Code == "" {
+			attrs = append(attrs, slog.String("amount", e.Amount.String()))
+		}
 	case EventKeysRefreshed:
 		attrs = append(attrs, slog.Int("keys", e.Keys))
 	}

@@ -2,8 +2,11 @@
 # Tests every Go module in the repository: the root module and each nested
 # module (adapters, examples), each on its own with GOWORK=off, the way a
 # user consumes it. It first makes sure what the tests need is there (a C
-# compiler for -race), installing it with apt-get when it can, and fails
-# with one line saying what to install when it cannot. Then: gofmt over the
+# compiler for -race; redis-server and redis-cli for the kyapayredis tests,
+# which start their own servers on loopback ports), installing it with
+# apt-get when it can, and fails with one line saying what to install when
+# it cannot. KYAPAY_REQUIRE_REDIS=1 makes those tests fail rather than skip
+# when Redis is missing. Then: gofmt over the
 # whole tree, the module version check, and go vet and go test -race in
 # each module.
 set -euo pipefail
@@ -31,6 +34,9 @@ need_pkg() {
 
 cc=$(go env CC)
 need_pkg "${cc%% *}" gcc "go test -race needs a C compiler (cgo)"
+need_pkg redis-server redis-server "the kyapayredis tests start a Redis server"
+need_pkg redis-cli redis-tools "the kyapayredis tests create a Redis Cluster"
+export KYAPAY_REQUIRE_REDIS=1
 
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 if [ -n "$unformatted" ]; then

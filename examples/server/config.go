@@ -48,6 +48,7 @@ type config struct {
 	Env       string        // "": the issuer preset's env, else not checked
 	Price     kyapay.Amount // > 0
 	Mode      middleware.ChargeTiming
+	RedisURL  string // KYAPAY_REDIS_URL; "": the in-memory store
 }
 
 // LogValue lists the effective configuration for the start-up log line. The
@@ -80,6 +81,7 @@ func (c config) LogValue() slog.Value {
 		slog.String("env", env),
 		slog.String("price", c.Price.String()),
 		slog.String("charge_mode", c.Mode.String()),
+		slog.String("store", redisLogValue(c.RedisURL)),
 	)
 }
 
@@ -211,6 +213,13 @@ func loadConfig(getenv func(string) string) (config, error) {
 		cfg.Mode = middleware.ChargeAfter
 	default:
 		bad(envChargeMode, "%s is not \"before\" or \"after\"", quote(mode))
+	}
+
+	// KYAPAY_REDIS_URL
+	if cfg.RedisURL = getenv(envRedisURL); cfg.RedisURL != "" {
+		if err := checkRedisURL(cfg.RedisURL); err != nil {
+			bad(envRedisURL, "%v", err)
+		}
 	}
 
 	if len(problems) > 0 {

@@ -24,6 +24,9 @@
 //	KYAPAY_CHARGE_MODE  before (charge, then run the handler) or after (run the
 //	                    handler with its response buffered, charge only if it
 //	                    succeeded, then release the response)
+//	KYAPAY_REDIS_URL    redis://[user:password@]host:port[/db] of the Redis that
+//	                    replicas share (idempotency records, known balances,
+//	                    charges of unknown outcome); unset: kept in memory
 //
 // An empty variable counts as unset. A bad configuration prints one line
 // naming the variable(s) on stderr and exits with status 2.

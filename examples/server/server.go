@@ -112,7 +112,8 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) int 
 }
 
 // newServer builds the seller's handler from a validated configuration. The
-// returned close function stops the JWKS cache's background refresh.
+// returned close function stops the Middleware's reconciler and the JWKS
+// cache's background refresh, and closes the Redis client, if any.
 func newServer(cfg config, logger *slog.Logger) (http.Handler, func() error, error) {
 	// The JWKS cache is built here rather than by kyapay.NewVerifier (which
 	// would build one when Keys is nil) only to give it the logger, so a
@@ -145,10 +146,20 @@ func newServer(cfg config, logger *slog.Logger) (http.Handler, func() error, err
 	if err != nil {
 		return nil, nil, err
 	}
+	store, closeStore, err := openStore(context.Background(), cfg.RedisURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer func() {
+		if !ok {
+			closeStore()
+		}
+	}()
 	refuse := middleware.DefaultErrorHandler(middleware.PolicySeed)
 	m, err := middleware.New(middleware.Config{
 		Verifier: verifier,
 		Charger:  charger,
+		Store:    store, // nil: in memory
 		Logger:   logger.With(slog.String("component", "kyapay")),
 		Policy:   middleware.PolicySeed,
 		// Note the refusal code for the request log line, then answer as
@@ -205,7 +216,11 @@ func newServer(cfg config, logger *slog.Logger) (http.Handler, func() error, err
 	mux.Handle("POST /mcp", mcpHandler)
 
 	ok = true
-	return logRequests(logger, mux), keys.Close, nil
+	closeAll := func() error {
+		m.Close() // the reconciler, which uses the store
+		return errors.Join(closeStore(), keys.Close())
+	}
+	return logRequests(logger, mux), closeAll, nil
 }
 
 func serveHealthz(w http.ResponseWriter, _ *http.Request) {

@@ -91,6 +91,7 @@ func New(t testing.TB, opts ...func(*middleware.Config)) *Seller {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { m.Close() })
 	return &Seller{Clock: clock, Issuer: iss, Verifier: v, Charger: cc, Middleware: m}
 }
 
