@@ -13,6 +13,7 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/kyapay/kyapay-go/charge"
+	"github.com/kyapay/kyapay-go/jwks"
 	"github.com/kyapay/kyapay-go/kyapay"
 )
 
@@ -157,6 +158,7 @@ type Middleware struct {
 	reconcileGap  time.Duration // <= 0: no background loop
 	settle        time.Duration
 	rec           reconciler
+	unlistenKeys  func() // removes the key-refresh listener; nil if none
 }
 
 // balanceEntry is what this process remembers about a token's balance,
@@ -246,7 +248,33 @@ func New(cfg Config) (*Middleware, error) {
 	if err := m.initStore(cfg); err != nil {
 		return nil, err
 	}
+	m.listenKeys()
 	return m, nil
+}
+
+// refreshNotifier is what a key source offers to report its fetches
+// (*jwks.Cache does).
+type refreshNotifier interface {
+	AddRefreshListener(func(jwks.RefreshEvent)) (remove func())
+}
+
+// listenKeys turns the verifier's key fetches into events, when anything
+// consumes them. [Middleware.Close] removes the listener.
+func (m *Middleware) listenKeys() {
+	if m.obs == nil && !m.log.Enabled(context.Background(), slog.LevelWarn) {
+		return
+	}
+	n, ok := m.verifier.Keys().(refreshNotifier)
+	if !ok {
+		return
+	}
+	m.unlistenKeys = n.AddRefreshListener(func(ev jwks.RefreshEvent) {
+		e := Event{Kind: EventKeysRefreshed, Issuer: ev.Issuer, Keys: ev.Keys, Duration: ev.Duration, Err: ev.Err}
+		if ev.Err != nil {
+			e.Kind = EventKeysRefreshFailed
+		}
+		m.emit(context.Background(), e)
+	})
 }
 
 // Require returns a middleware that enforces req on the handlers it wraps.

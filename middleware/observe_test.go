@@ -3,6 +3,7 @@ package middleware_test
 import (
 	"bytes"
 	"context"
+	"github.com/kyapay/kyapay-go/jwks"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -137,5 +138,38 @@ func TestKeyUnknownEventNamesTheTrustedIssuer(t *testing.T) {
 	}
 	if !found {
 		t.Error("no key_unknown event")
+	}
+}
+
+func TestKeyRefreshesBecomeEventsUntilClose(t *testing.T) {
+	t.Parallel()
+	rec := &recorder{}
+	e := sellertest.New(t, func(c *middleware.Config) { c.Observer = rec })
+	cache, ok := e.Verifier.Keys().(*jwks.Cache)
+	if !ok {
+		t.Fatalf("the test seller's key source is %T", e.Verifier.Keys())
+	}
+	before := rec.count(middleware.EventKeysRefreshed)
+	if err := cache.Refresh(context.Background(), e.Issuer.Issuer()); err != nil {
+		t.Fatal(err)
+	}
+	if got := rec.count(middleware.EventKeysRefreshed); got != before+1 {
+		t.Fatalf("keys_refreshed events %d; want %d", got, before+1)
+	}
+	rec.mu.Lock()
+	last := rec.events[len(rec.events)-1]
+	rec.mu.Unlock()
+	if last.Issuer != e.Issuer.Issuer() || last.Keys < 1 {
+		t.Errorf("keys_refreshed event %+v", last)
+	}
+	e.Issuer.InjectFault(kyapaytest.Fault{Endpoint: kyapaytest.EndpointJWKS, Status: 500, Times: 1})
+	cache.Refresh(context.Background(), e.Issuer.Issuer())
+	if rec.count(middleware.EventKeysRefreshFailed) != 1 {
+		t.Errorf("keys_refresh_failed events %d; want 1", rec.count(middleware.EventKeysRefreshFailed))
+	}
+	e.Middleware.Close()
+	cache.Refresh(context.Background(), e.Issuer.Issuer())
+	if got := rec.count(middleware.EventKeysRefreshed); got != before+1 {
+		t.Errorf("keys_refreshed events after Close %d; want %d", got, before+1)
 	}
 }

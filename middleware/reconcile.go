@@ -100,11 +100,14 @@ func (m *Middleware) startReconciler() {
 }
 
 // Close stops the Middleware's background reconciliation and waits for it
-// to return. Pending charges stay in the Store, for another replica or a
+// to return, and stops reporting the verifier's key refreshes as events. Pending charges stay in the Store, for another replica or a
 // later Middleware. The Middleware keeps serving requests after Close
 // (charges of unknown outcome then wait for a retry or
 // [Middleware.Reconcile]). Close is idempotent and always returns nil.
 func (m *Middleware) Close() error {
+	if m.unlistenKeys != nil {
+		m.unlistenKeys()
+	}
 	m.rec.mu.Lock()
 	m.rec.closed = true
 	m.rec.running.Store(true) // the fast check then never starts it again

@@ -46,7 +46,24 @@ func WrapCharger(c middleware.Charger, tp trace.TracerProvider) middleware.Charg
 	if tp == nil {
 		tp = otel.GetTracerProvider()
 	}
-	return &tracedCharger{inner: c, tracer: tp.Tracer(ScopeName)}
+	t := &tracedCharger{inner: c, tracer: tp.Tracer(ScopeName)}
+	if l, ok := c.(middleware.ChargeLister); ok {
+		// Keep the charge listing the reconciler needs visible through
+		// the wrapper.
+		return &tracedLister{tracedCharger: t, lister: l}
+	}
+	return t
+}
+
+// tracedLister is a tracedCharger whose inner Charger also lists charges.
+type tracedLister struct {
+	*tracedCharger
+	lister middleware.ChargeLister
+}
+
+// AllTokenCharges lists a token's charges through the inner Charger.
+func (t *tracedLister) AllTokenCharges(ctx context.Context, jti string) ([]charge.ChargeRecord, error) {
+	return t.lister.AllTokenCharges(ctx, jti)
 }
 
 type tracedCharger struct {
