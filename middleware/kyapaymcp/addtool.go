@@ -8,6 +8,8 @@ import (
 
 	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/kyapay/kyapay-go/middleware/mcpgate"
 )
 
 // AddTool adds a gated tool with a raw handler to s, as s.AddTool(t, h)
@@ -39,7 +41,7 @@ func (g *Gate) AddTool(s *mcp.Server, t *mcp.Tool, req Requirement, h mcp.ToolHa
 		return err
 	}
 	s.AddTool(t, g.guard(t.Name, h))
-	s.AddReceivingMiddleware(g.middleware(gt.only))
+	s.AddReceivingMiddleware(g.middleware(only(gt)))
 	return nil
 }
 
@@ -76,7 +78,7 @@ func AddTool[In, Out any](s *mcp.Server, g *Gate, t *mcp.Tool, req Requirement, 
 		return err
 	}
 	mcp.AddTool(s, t, guardFor(g, t.Name, h))
-	s.AddReceivingMiddleware(g.middleware(gt.only))
+	s.AddReceivingMiddleware(g.middleware(only(gt)))
 	return nil
 }
 
@@ -134,7 +136,7 @@ func inferSchema[In any]() (*jsonschema.Schema, error) {
 }
 
 // prepare checks a per-tool registration and compiles its requirement.
-func (g *Gate) prepare(s *mcp.Server, t *mcp.Tool, req Requirement, schema any) (*tool, error) {
+func (g *Gate) prepare(s *mcp.Server, t *mcp.Tool, req Requirement, schema any) (*mcpgate.Tool, error) {
 	switch {
 	case g == nil:
 		return nil, errors.New("kyapaymcp: nil *Gate")
@@ -143,19 +145,15 @@ func (g *Gate) prepare(s *mcp.Server, t *mcp.Tool, req Requirement, schema any) 
 	case t == nil:
 		return nil, errors.New("kyapaymcp: nil *mcp.Tool")
 	}
-	if _, ok := g.tools[t.Name]; ok {
-		return nil, fmt.Errorf("kyapaymcp: tool %q is already gated by Config.Tools", t.Name)
-	}
-	if hasProperty(schema, g.arg) {
-		return nil, fmt.Errorf("kyapaymcp: tool %q has an argument %q of its own; the gate removes that argument (choose another Config.Argument)", t.Name, g.arg)
-	}
-	return g.compile(t.Name, req)
+	return g.core.Compile(t.Name, req, schema)
 }
 
-// only is a lookup that knows this tool alone.
-func (t *tool) only(name string) *tool {
-	if name == t.name {
-		return t
+// only is a lookup that knows the tool t alone.
+func only(t *mcpgate.Tool) func(string) *mcpgate.Tool {
+	return func(name string) *mcpgate.Tool {
+		if name == t.Name() {
+			return t
+		}
+		return nil
 	}
-	return nil
 }

@@ -62,8 +62,8 @@
 // its description; and with a *[ToolInfo] under [ToolMetaKey] in its _meta
 // for programs. The SDK hands middleware its stored *mcp.Tool values, so
 // the gate decorates copies and never changes a registered tool. The texts
-// and the _meta entry are the same as those of
-// github.com/kyapay/kyapay-go/middleware/kyapaymcpgo, word for word.
+// and the _meta entry come from [mcpgate], so they are those of
+// github.com/kyapay/kyapay-go/middleware/kyapaymcpgo too, word for word.
 //
 // # Charging
 //

@@ -3,7 +3,6 @@ package kyapaymcp
 import (
 	"context"
 	"errors"
-	"maps"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -11,9 +10,8 @@ import (
 	"github.com/kyapay/kyapay-go/charge"
 	"github.com/kyapay/kyapay-go/kyapay"
 	"github.com/kyapay/kyapay-go/middleware"
+	"github.com/kyapay/kyapay-go/middleware/mcpgate"
 )
-
-const pkgName = "kyapaymcp"
 
 // Gate sells the tools of MCP servers built with the official MCP Go SDK.
 // It runs every gated tool call through the transport-neutral gate of a
@@ -23,7 +21,7 @@ const pkgName = "kyapaymcp"
 //
 // A Gate is safe for concurrent use. Build it with [New].
 type Gate struct {
-	common
+	core *mcpgate.Gate
 }
 
 // Middleware returns the receiving middleware that gates the tools listed
@@ -46,7 +44,7 @@ type Gate struct {
 // charged before the SDK answers "unknown tool", so list only registered
 // tools (or use [Gate.AddTool], which cannot differ).
 func (g *Gate) Middleware() mcp.Middleware {
-	return g.middleware(func(name string) *tool { return g.tools[name] })
+	return g.middleware(g.core.Tool)
 }
 
 // callKey is the context key of the gated call.
@@ -80,7 +78,7 @@ func (g *Gate) gated(ctx context.Context, name string) bool {
 }
 
 // middleware is the receiving middleware for the tools lookup knows.
-func (g *Gate) middleware(lookup func(string) *tool) mcp.Middleware {
+func (g *Gate) middleware(lookup func(string) *mcpgate.Tool) mcp.Middleware {
 	return func(next mcp.MethodHandler) mcp.MethodHandler {
 		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
 			switch method {
@@ -90,7 +88,7 @@ func (g *Gate) middleware(lookup func(string) *tool) mcp.Middleware {
 					break
 				}
 				t := lookup(call.Params.Name)
-				if t == nil || g.gated(ctx, t.name) {
+				if t == nil || g.gated(ctx, t.Name()) {
 					break
 				}
 				return g.serveCall(ctx, t, call, next)
@@ -107,18 +105,18 @@ func (g *Gate) middleware(lookup func(string) *tool) mcp.Middleware {
 }
 
 // serveCall gates one call of a gated tool.
-func (g *Gate) serveCall(ctx context.Context, t *tool, call *mcp.CallToolRequest, next mcp.MethodHandler) (mcp.Result, error) {
+func (g *Gate) serveCall(ctx context.Context, t *mcpgate.Tool, call *mcp.CallToolRequest, next mcp.MethodHandler) (mcp.Result, error) {
 	found, err := g.takeToken(call)
 	if err != nil {
-		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "kyapaymcp: " + err.Error()}
+		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: err.Error()}
 	}
 	params := *call.Params
 	params.Arguments, params.Meta = found.args, found.meta
 	stripped := *call
 	stripped.Params = &params
-	ctx = context.WithValue(ctx, callKey{}, &gatedCall{gate: g, tool: t.name, req: &stripped})
+	ctx = context.WithValue(ctx, callKey{}, &gatedCall{gate: g, tool: t.Name(), req: &stripped})
 
-	grant, err := g.m.Authorize(ctx, t.route, middleware.Input{Token: found.token, TokenErr: found.err})
+	grant, err := g.core.Authorize(ctx, t, middleware.Input{Token: found.token, TokenErr: found.err})
 	if err != nil {
 		return g.refusalResult(err), nil
 	}
@@ -157,9 +155,7 @@ func final(r *mcp.CallToolResult) bool {
 // tool's own result is not modified: a handler may return a shared value.
 func withReceipt(r *mcp.CallToolResult, rc charge.Receipt) *mcp.CallToolResult {
 	out := *r
-	out.Meta = make(mcp.Meta, len(r.Meta)+1)
-	maps.Copy(out.Meta, r.Meta)
-	out.Meta[ReceiptMetaKey] = newReceipt(rc)
+	out.Meta = mcpgate.ReceiptMeta(r.Meta, rc)
 	return &out
 }
 
@@ -167,7 +163,7 @@ func withReceipt(r *mcp.CallToolResult, rc charge.Receipt) *mcp.CallToolResult {
 // the caller-facing text in content, and a [middleware.RefusalDetail]
 // with the argument and the _meta key in structuredContent.
 func (g *Gate) refusalResult(err error) *mcp.CallToolResult {
-	d := g.refusalDetail(err)
+	d := g.core.RefusalDetail(err)
 	return &mcp.CallToolResult{
 		IsError:           true,
 		Content:           []mcp.Content{&mcp.TextContent{Text: d.Message}},

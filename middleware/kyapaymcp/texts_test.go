@@ -1,11 +1,9 @@
 package kyapaymcp_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
-	"os"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -14,35 +12,21 @@ import (
 
 	"github.com/kyapay/kyapay-go/internal/sellertest"
 	"github.com/kyapay/kyapay-go/kyapay"
+	"github.com/kyapay/kyapay-go/middleware"
 	"github.com/kyapay/kyapay-go/middleware/kyapaymcp"
+	"github.com/kyapay/kyapay-go/middleware/mcpgate"
 )
 
-// The texts and shapes both MCP front ends (kyapaymcp and kyapaymcpgo)
-// show: the same constants here pin both, so that they cannot drift apart.
-const (
-	// quoteArgText is the token argument's description for a pay tool of
-	// 0.01 USD charged after success.
-	quoteArgText = `Skyfire KYAPay token for this tool: a pay or kya-pay token, the JWT itself (it starts with "ey"), not its ID. Each call costs 0.01 USD, charged only when the call succeeds. Create one with Skyfire (https://docs.skyfire.xyz/reference/create-token; account at https://app.skyfire.xyz). Clients may send it in the skyfire-pay-id HTTP header or in _meta["xyz.skyfire/pay-id"] instead.`
-	// quoteLine is the line added to that tool's description.
-	quoteLine = `Paid tool: 0.01 USD per call, charged only when the call succeeds. Pass a Skyfire KYAPay token (pay or kya-pay) in the "skyfire-pay-id" argument.`
-	// quoteInfo is that tool's _meta entry, keys sorted.
-	quoteInfo = `{"acceptedTokenTypes":["pay","kya-pay"],"argument":"skyfire-pay-id","chargeTiming":"after","createTokenUrl":"https://docs.skyfire.xyz/reference/create-token","currency":"USD","header":"skyfire-pay-id","metaKey":"xyz.skyfire/pay-id","paid":true,"requiredAmount":"0.01"}`
-	// whoamiArgText, whoamiLine and whoamiInfo are the same for an
-	// identity tool that needs an email.
-	whoamiArgText = `Skyfire KYAPay token for this tool: a kya or kya-pay token, the JWT itself (it starts with "ey"), not its ID. Calls are not charged. The token must carry these identity fields: email. Create one with Skyfire (https://docs.skyfire.xyz/reference/create-token; account at https://app.skyfire.xyz). Clients may send it in the skyfire-pay-id HTTP header or in _meta["xyz.skyfire/pay-id"] instead.`
-	whoamiLine    = `Requires a Skyfire KYAPay token (kya or kya-pay) in the "skyfire-pay-id" argument. The token must carry these identity fields: email.`
-	whoamiInfo    = `{"acceptedTokenTypes":["kya","kya-pay"],"argument":"skyfire-pay-id","createTokenUrl":"https://docs.skyfire.xyz/reference/create-token","header":"skyfire-pay-id","identityFields":["email"],"metaKey":"xyz.skyfire/pay-id","paid":false}`
-	// refusalSentence follows the Middleware's text in a refusal a token
-	// would cure.
-	refusalSentence = ` Pass the token in the "skyfire-pay-id" argument of this tool.`
-)
-
-// tools/list shows, word for word, the texts and _meta entry that
-// kyapaymcpgo shows for the same tools.
+// tools/list shows the texts and _meta entry of mcpgate, which pins their
+// words, and a refusal ends with its sentence.
 func TestToolTexts(t *testing.T) {
 	for _, inst := range installs {
 		t.Run(inst.String(), func(t *testing.T) {
 			h := newHarness(t, harnessOpts{install: inst})
+			core, err := mcpgate.New(h.seller.Middleware, mcpgate.Config{Tools: map[string]mcpgate.Requirement{"quote": reqQuote, "whoami": reqWhoami}})
+			if err != nil {
+				t.Fatal(err)
+			}
 			c := h.connect(t, clientOpts{})
 			list, err := c.ListTools(t.Context(), nil)
 			if err != nil {
@@ -52,62 +36,35 @@ func TestToolTexts(t *testing.T) {
 			for _, tl := range list.Tools {
 				byName[tl.Name] = tl
 			}
-			for _, tc := range []struct{ tool, arg, line, info string }{
-				{"quote", quoteArgText, quoteLine, quoteInfo},
-				{"whoami", whoamiArgText, whoamiLine, whoamiInfo},
-			} {
-				tl := byName[tc.tool]
-				if got := property(t, tl, kyapaymcp.DefaultArgument)["description"]; got != tc.arg {
-					t.Errorf("%s: argument description\n got %q\nwant %q", tc.tool, got, tc.arg)
+			for _, name := range []string{"quote", "whoami"} {
+				tl, want := byName[name], core.Tool(name)
+				if got := property(t, tl, kyapaymcp.DefaultArgument)["description"]; got != want.ArgumentDescription() {
+					t.Errorf("%s: argument description\n got %q\nwant %q", name, got, want.ArgumentDescription())
 				}
-				if want := "the " + tc.tool + " tool\n\n" + tc.line; tl.Description != want {
-					t.Errorf("%s: description\n got %q\nwant %q", tc.tool, tl.Description, want)
+				if d := want.DecorateDescription("the " + name + " tool"); tl.Description != d {
+					t.Errorf("%s: description\n got %q\nwant %q", name, tl.Description, d)
 				}
-				if got, _ := json.Marshal(tl.Meta[kyapaymcp.ToolMetaKey]); string(got) != tc.info {
-					t.Errorf("%s: _meta entry\n got %s\nwant %s", tc.tool, got, tc.info)
+				got, _ := json.Marshal(tl.Meta[kyapaymcp.ToolMetaKey])
+				if info, _ := json.Marshal(want.Info()); !jsonEqual(got, info) {
+					t.Errorf("%s: _meta entry\n got %s\nwant %s", name, got, info)
 				}
 			}
 			res := c.call(t, "quote", nil, nil)
-			if got := resultText(res); !strings.HasSuffix(got, refusalSentence) {
-				t.Errorf("refusal %q does not end with %q", got, refusalSentence)
+			_, err = core.Authorize(t.Context(), core.Tool("quote"), middleware.Input{})
+			if got, want := resultText(res), core.RefusalDetail(err).Message; got != want {
+				t.Errorf("refusal\n got %q\nwant %q", got, want)
 			}
 		})
 	}
 }
 
-// The receipt in a charged result's _meta has exactly amountCharged and
-// remainingBalance, as in kyapaymcpgo.
-func TestReceiptShape(t *testing.T) {
-	h := newHarness(t, harnessOpts{})
-	c := h.connect(t, clientOpts{})
-	res := c.call(t, "quote", map[string]any{kyapaymcp.DefaultArgument: h.seller.Issuer.Mint(kyapay.TypePay)}, nil)
-	if got, _ := json.Marshal(res.Meta[kyapaymcp.ReceiptMetaKey]); string(got) != `{"amountCharged":"0.01","remainingBalance":"9.99"}` {
-		t.Errorf("receipt %s", got)
+// jsonEqual reports whether a and b are the same JSON value.
+func jsonEqual(a, b []byte) bool {
+	var x, y any
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return false
 	}
-}
-
-// common.go is kept identical in both MCP modules but for the package
-// clause; when both are at hand (a checkout of the repository), they must
-// match.
-func TestCommonFileMatchesTwin(t *testing.T) {
-	mine, err := os.ReadFile("common.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	twin, err := os.ReadFile("../kyapaymcpgo/common.go")
-	if errors.Is(err, os.ErrNotExist) {
-		t.Skip("kyapaymcpgo is not next to this module")
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	body := func(b []byte) []byte {
-		_, rest, _ := bytes.Cut(b, []byte("\n"))
-		return rest
-	}
-	if !bytes.Equal(body(mine), body(twin)) {
-		t.Error("common.go differs from ../kyapaymcpgo/common.go beyond the package clause")
-	}
+	return reflect.DeepEqual(x, y)
 }
 
 // Config.MetaKey moves the _meta entry that carries the token; the

@@ -24,41 +24,16 @@ type found struct {
 // arguments and the _meta. Every occurrence is removed, whatever the
 // outcome. The returned error is for arguments that are not a JSON object.
 func (g *Gate) takeToken(call *mcp.CallToolRequest) (found, error) {
-	fd := finder{c: &g.common}
-	f := found{meta: call.Params.Meta}
-	if extra := call.GetExtra(); extra != nil && extra.Header != nil {
-		fd.headerValues(extra.Header.Values(g.header))
+	fd := g.core.NewFinder()
+	if extra := call.GetExtra(); extra != nil {
+		fd.Header(extra.Header)
 	}
-	if m := call.Params.Meta; m != nil {
-		v1, ok1 := m[g.metaKey]
-		v2, ok2 := m[g.header]
-		if ok1 || ok2 {
-			f.meta = make(mcp.Meta, len(m))
-			for k, v := range m {
-				if k != g.metaKey && k != g.header {
-					f.meta[k] = v
-				}
-			}
-		}
-		if ok1 {
-			fd.value(placeMeta, v1)
-		}
-		if ok2 {
-			fd.value(placeMetaHeader, v2)
-		}
-	}
-	args, vals, err := splitArgument(call.Params.Arguments, g.arg)
+	fd.Meta(call.Params.Meta)
+	args, err := fd.Arguments(call.Params.Arguments)
 	if err != nil {
 		return found{}, err
 	}
-	f.args = args
-	for _, v := range vals {
-		if v.notString {
-			fd.notString(placeArgument)
-		} else {
-			fd.add(placeArgument, v.token)
-		}
-	}
-	f.token, f.err = fd.result()
+	f := found{args: args, meta: g.core.MetaWithoutToken(call.Params.Meta)}
+	f.token, f.err = fd.Result()
 	return f, nil
 }

@@ -32,9 +32,10 @@
 // [middleware.ReceiptFromContext], as for HTTP handlers.
 //
 // The names, texts and shapes below (the token's places, the tools/list
-// decorations, refusals and receipts) are the same as those of
+// decorations, refusals and receipts) come from [mcpgate], the part of the
+// gate that no MCP SDK shapes, so they are those of
 // github.com/kyapay/kyapay-go/middleware/kyapaymcp, the front end for the
-// official MCP Go SDK, word for word.
+// official MCP Go SDK, too, word for word.
 //
 // # Where the token comes from
 //

@@ -3,20 +3,19 @@ package kyapaymcpgo
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
-)
 
-const pkgName = "kyapaymcpgo"
+	"github.com/kyapay/kyapay-go/middleware/mcpgate"
+)
 
 // Gate sells the tools of an mcp-go server per call: it takes the buyer's
 // token from the call, verifies it, checks and charges it through a
 // [middleware.Middleware], and tells agents in tools/list what each tool
 // costs. Build it with [New]; it is safe for concurrent use.
 type Gate struct {
-	common
+	core *mcpgate.Gate
 }
 
 // Install puts the gate on s: every call of a tool in [Config.Tools] is
@@ -119,24 +118,18 @@ func (g *Gate) MustTaskTool(tl mcp.Tool, req Requirement, h server.TaskToolHandl
 
 // prepare checks a per-tool registration, compiles its requirement and
 // decorates the tool.
-func (g *Gate) prepare(tl mcp.Tool, req Requirement, nilHandler bool) (*tool, mcp.Tool, error) {
+func (g *Gate) prepare(tl mcp.Tool, req Requirement, nilHandler bool) (*mcpgate.Tool, mcp.Tool, error) {
 	switch {
 	case g == nil:
-		return nil, tl, errors.New(pkgName + ": nil *Gate")
+		return nil, tl, errors.New("kyapaymcpgo: nil *Gate")
 	case nilHandler:
-		return nil, tl, errors.New(pkgName + ": nil tool handler")
+		return nil, tl, errors.New("kyapaymcpgo: nil tool handler")
 	}
-	if _, ok := g.tools[tl.Name]; ok {
-		return nil, tl, fmt.Errorf("%s: tool %q is already gated by Config.Tools", pkgName, tl.Name)
+	var schema any = tl.InputSchema
+	if len(tl.RawInputSchema) > 0 {
+		schema = tl.RawInputSchema
 	}
-	own, err := hasArgument(tl, g.arg)
-	if err != nil {
-		return nil, tl, fmt.Errorf("%s: tool %q: %w", pkgName, tl.Name, err)
-	}
-	if own {
-		return nil, tl, fmt.Errorf("%s: tool %q has an argument %q of its own; the gate removes that argument (choose another Config.Argument)", pkgName, tl.Name, g.arg)
-	}
-	t, err := g.compile(tl.Name, req)
+	t, err := g.core.Compile(tl.Name, req, schema)
 	if err != nil {
 		return nil, tl, err
 	}
@@ -149,14 +142,12 @@ func (g *Gate) prepare(tl mcp.Tool, req Requirement, nilHandler bool) (*tool, mc
 
 // lookup returns the gated tool name on s: one of Config.Tools, or one
 // that s stores as registered by [Gate.Tool] of this gate.
-func (g *Gate) lookup(s *server.MCPServer, name string) *tool {
-	if t, ok := g.tools[name]; ok {
+func (g *Gate) lookup(s *server.MCPServer, name string) *mcpgate.Tool {
+	if t := g.core.Tool(name); t != nil {
 		return t
 	}
 	if st := s.GetTool(name); st != nil {
-		if info := g.infoOf(st.Tool); info != nil {
-			return info.tool
-		}
+		return g.toolOf(st.Tool)
 	}
 	return nil
 }
@@ -164,8 +155,8 @@ func (g *Gate) lookup(s *server.MCPServer, name string) *tool {
 // middleware is the tool middleware Install adds.
 func (g *Gate) middleware(next server.ToolHandlerFunc) server.ToolHandlerFunc {
 	return func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-		t, ok := g.tools[req.Params.Name]
-		if !ok || gatedIn(ctx, t) {
+		t := g.core.Tool(req.Params.Name)
+		if t == nil || gatedIn(ctx, t) {
 			return next(ctx, req)
 		}
 		return serve(g, ctx, t, req, next, callOps)
@@ -182,7 +173,7 @@ func (g *Gate) filter(s *server.MCPServer) server.ToolFilterFunc {
 		var out []mcp.Tool
 		for i, tl := range tools {
 			keep := true
-			if _, gated := g.tools[tl.Name]; gated && taskCapable(tl) && !g.wrapped(tl) && s.GetTool(tl.Name) == nil {
+			if g.core.Tool(tl.Name) != nil && taskCapable(tl) && !g.wrapped(tl) && s.GetTool(tl.Name) == nil {
 				keep = false
 			}
 			switch {
@@ -204,27 +195,23 @@ func taskCapable(tl mcp.Tool) bool {
 }
 
 // wrapped reports whether tl was built by Tool or TaskTool of this gate.
-func (g *Gate) wrapped(tl mcp.Tool) bool { return g.infoOf(tl) != nil }
+func (g *Gate) wrapped(tl mcp.Tool) bool { return g.toolOf(tl) != nil }
 
-// infoOf returns the *ToolInfo that Tool or TaskTool of this gate put in
-// tl's _meta, nil if there is none.
-func (g *Gate) infoOf(tl mcp.Tool) *ToolInfo {
+// toolOf returns the gated tool whose *ToolInfo Tool or TaskTool of this
+// gate put in tl's _meta, nil if there is none.
+func (g *Gate) toolOf(tl mcp.Tool) *mcpgate.Tool {
 	if tl.Meta == nil {
 		return nil
 	}
-	info, ok := tl.Meta.AdditionalFields[ToolMetaKey].(*ToolInfo)
-	if !ok || info.owner != &g.common {
-		return nil
-	}
-	return info
+	return g.core.ToolFromMeta(tl.Meta.AdditionalFields)
 }
 
 // gatedKey marks a context whose call the gate already gates for a tool,
 // so that the same gate does not gate it again (Install twice).
 type gatedKey struct{}
 
-func gatedIn(ctx context.Context, t *tool) bool {
-	v, _ := ctx.Value(gatedKey{}).(*tool)
+func gatedIn(ctx context.Context, t *mcpgate.Tool) bool {
+	v, _ := ctx.Value(gatedKey{}).(*mcpgate.Tool)
 	return v == t
 }
 

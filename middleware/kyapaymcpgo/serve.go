@@ -2,12 +2,11 @@ package kyapaymcpgo
 
 import (
 	"context"
-	"maps"
 
 	"github.com/mark3labs/mcp-go/mcp"
 
-	"github.com/kyapay/kyapay-go/charge"
 	"github.com/kyapay/kyapay-go/middleware"
+	"github.com/kyapay/kyapay-go/middleware/mcpgate"
 )
 
 // resultOps adapts serve to a handler's result type: *mcp.CallToolResult
@@ -54,7 +53,7 @@ var taskOps = resultOps[*mcp.CreateTaskResult]{
 // before the handler (ChargeBefore) or after a final, successful result,
 // and answers a refusal, or a charge that failed, with an isError result in
 // place of the handler's.
-func serve[R any](g *Gate, ctx context.Context, t *tool, req mcp.CallToolRequest, next func(context.Context, mcp.CallToolRequest) (R, error), ops resultOps[R]) (R, error) {
+func serve[R any](g *Gate, ctx context.Context, t *mcpgate.Tool, req mcp.CallToolRequest, next func(context.Context, mcp.CallToolRequest) (R, error), ops resultOps[R]) (R, error) {
 	st := stateOf(req.Params.Meta)
 	var tok string
 	var tokErr error
@@ -97,11 +96,11 @@ func serve[R any](g *Gate, ctx context.Context, t *tool, req mcp.CallToolRequest
 	}
 
 	actx := context.WithValue(gctx, requestKey{}, &req)
-	grant, err := g.m.Authorize(actx, t.route, middleware.Input{Token: tok, TokenErr: tokErr})
+	grant, err := g.core.Authorize(actx, t, middleware.Input{Token: tok, TokenErr: tokErr})
 	if err != nil {
 		return ops.refusal(g.refusal(err)), nil
 	}
-	if st != nil && t.before {
+	if st != nil && t.ChargeBefore() {
 		st.grant = &grant
 	}
 	res, herr := next(handlerCtx(&grant, !task), req)
@@ -131,31 +130,17 @@ func withReceipt[R any](res R, grant *middleware.Grant, ops resultOps[R]) R {
 	if !ok {
 		return res
 	}
-	return ops.receipt(res, receiptMeta(ops.meta(res), rc))
+	return ops.receipt(res, withFields(ops.meta(res), func(f map[string]any) map[string]any { return mcpgate.ReceiptMeta(f, rc) }))
 }
 
 // refusal renders a refusal as the isError result an agent reads: the
 // Middleware's text, with where to put the token in MCP, and a
 // [middleware.RefusalDetail] as structuredContent.
 func (g *Gate) refusal(err error) *mcp.CallToolResult {
-	d := g.refusalDetail(err)
+	d := g.core.RefusalDetail(err)
 	return &mcp.CallToolResult{
 		Content:           []mcp.Content{mcp.NewTextContent(d.Message)},
 		StructuredContent: d,
 		IsError:           true,
 	}
-}
-
-// receiptMeta returns meta (not changed) with the receipt added.
-func receiptMeta(meta *mcp.Meta, rc charge.Receipt) *mcp.Meta {
-	c := &mcp.Meta{}
-	if meta != nil {
-		c.ProgressToken = meta.ProgressToken
-		c.AdditionalFields = maps.Clone(meta.AdditionalFields)
-	}
-	if c.AdditionalFields == nil {
-		c.AdditionalFields = make(map[string]any, 1)
-	}
-	c.AdditionalFields[ReceiptMetaKey] = newReceipt(rc)
-	return c
 }

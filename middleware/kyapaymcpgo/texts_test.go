@@ -1,10 +1,8 @@
 package kyapaymcpgo_test
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
-	"os"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -13,98 +11,53 @@ import (
 
 	"github.com/kyapay/kyapay-go/kyapay"
 	"github.com/kyapay/kyapay-go/kyapay/kyapaytest"
+	"github.com/kyapay/kyapay-go/middleware"
 	"github.com/kyapay/kyapay-go/middleware/kyapaymcpgo"
+	"github.com/kyapay/kyapay-go/middleware/mcpgate"
 )
 
-// The texts and shapes both MCP front ends (kyapaymcp and kyapaymcpgo)
-// show: the same constants here pin both, so that they cannot drift apart.
-const (
-	// quoteArgText is the token argument's description for a pay tool of
-	// 0.01 USD charged after success.
-	quoteArgText = `Skyfire KYAPay token for this tool: a pay or kya-pay token, the JWT itself (it starts with "ey"), not its ID. Each call costs 0.01 USD, charged only when the call succeeds. Create one with Skyfire (https://docs.skyfire.xyz/reference/create-token; account at https://app.skyfire.xyz). Clients may send it in the skyfire-pay-id HTTP header or in _meta["xyz.skyfire/pay-id"] instead.`
-	// quoteLine is the line added to that tool's description.
-	quoteLine = `Paid tool: 0.01 USD per call, charged only when the call succeeds. Pass a Skyfire KYAPay token (pay or kya-pay) in the "skyfire-pay-id" argument.`
-	// quoteInfo is that tool's _meta entry, keys sorted.
-	quoteInfo = `{"acceptedTokenTypes":["pay","kya-pay"],"argument":"skyfire-pay-id","chargeTiming":"after","createTokenUrl":"https://docs.skyfire.xyz/reference/create-token","currency":"USD","header":"skyfire-pay-id","metaKey":"xyz.skyfire/pay-id","paid":true,"requiredAmount":"0.01"}`
-	// whoamiArgText, whoamiLine and whoamiInfo are the same for an
-	// identity tool that needs an email.
-	whoamiArgText = `Skyfire KYAPay token for this tool: a kya or kya-pay token, the JWT itself (it starts with "ey"), not its ID. Calls are not charged. The token must carry these identity fields: email. Create one with Skyfire (https://docs.skyfire.xyz/reference/create-token; account at https://app.skyfire.xyz). Clients may send it in the skyfire-pay-id HTTP header or in _meta["xyz.skyfire/pay-id"] instead.`
-	whoamiLine    = `Requires a Skyfire KYAPay token (kya or kya-pay) in the "skyfire-pay-id" argument. The token must carry these identity fields: email.`
-	whoamiInfo    = `{"acceptedTokenTypes":["kya","kya-pay"],"argument":"skyfire-pay-id","createTokenUrl":"https://docs.skyfire.xyz/reference/create-token","header":"skyfire-pay-id","identityFields":["email"],"metaKey":"xyz.skyfire/pay-id","paid":false}`
-	// refusalSentence follows the Middleware's text in a refusal a token
-	// would cure.
-	refusalSentence = ` Pass the token in the "skyfire-pay-id" argument of this tool.`
-)
-
-// tools/list shows, word for word, the texts and _meta entry that
-// kyapaymcp shows for the same tools.
+// tools/list shows the texts and _meta entry of mcpgate, which pins their
+// words, and a refusal ends with its sentence.
 func TestToolTexts(t *testing.T) {
 	t.Parallel()
 	for _, mode := range []string{"install", "per-tool"} {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t, envOpts{perTool: mode == "per-tool", noInstall: mode == "per-tool"})
+			core, err := mcpgate.New(e.Middleware, mcpgate.Config{Tools: map[string]mcpgate.Requirement{"quote": reqPay, "whoami": reqWhoami}})
+			if err != nil {
+				t.Fatal(err)
+			}
 			c := e.connect(t)
 			tools := listed(t, c)
-			for _, tc := range []struct{ tool, desc, arg, line, info string }{
-				{"quote", "A price quote.\n\n", quoteArgText, quoteLine, quoteInfo},
-				{"whoami", "", whoamiArgText, whoamiLine, whoamiInfo},
+			for _, tc := range []struct{ tool, desc string }{
+				{"quote", "A price quote."},
+				{"whoami", ""},
 			} {
-				tl := tools[tc.tool]
+				tl, want := tools[tc.tool], core.Tool(tc.tool)
 				props, _ := schemaOf(t, tl)["properties"].(map[string]any)
 				arg, _ := props[kyapaymcpgo.DefaultArgument].(map[string]any)
-				if got := arg["description"]; got != tc.arg {
-					t.Errorf("%s: argument description\n got %q\nwant %q", tc.tool, got, tc.arg)
+				if got := arg["description"]; got != want.ArgumentDescription() {
+					t.Errorf("%s: argument description\n got %q\nwant %q", tc.tool, got, want.ArgumentDescription())
 				}
-				if want := tc.desc + tc.line; tl.Description != want {
-					t.Errorf("%s: description\n got %q\nwant %q", tc.tool, tl.Description, want)
+				if d := want.DecorateDescription(tc.desc); tl.Description != d {
+					t.Errorf("%s: description\n got %q\nwant %q", tc.tool, tl.Description, d)
 				}
-				if got, _ := json.Marshal(advertOf(t, tl)); string(got) != tc.info {
-					t.Errorf("%s: _meta entry\n got %s\nwant %s", tc.tool, got, tc.info)
+				info, _ := json.Marshal(want.Info())
+				var wantInfo map[string]any
+				if err := json.Unmarshal(info, &wantInfo); err != nil {
+					t.Fatal(err)
+				}
+				if got := advertOf(t, tl); !reflect.DeepEqual(got, wantInfo) {
+					t.Errorf("%s: _meta entry\n got %v\nwant %v", tc.tool, got, wantInfo)
 				}
 			}
 			res := e.call(t, c, "quote", call{})
-			if got := text(res); !strings.HasSuffix(got, refusalSentence) {
-				t.Errorf("refusal %q does not end with %q", got, refusalSentence)
+			_, err = core.Authorize(t.Context(), core.Tool("quote"), middleware.Input{})
+			if got, want := text(res), core.RefusalDetail(err).Message; got != want {
+				t.Errorf("refusal\n got %q\nwant %q", got, want)
 			}
 		})
-	}
-}
-
-// The receipt in a charged result's _meta has exactly amountCharged and
-// remainingBalance, as in kyapaymcp.
-func TestReceiptShape(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t, envOpts{})
-	c := e.connect(t)
-	tok := e.Issuer.Mint(kyapay.TypePay, kyapaytest.Balance("10"))
-	res := e.call(t, c, "quote", call{args: map[string]any{kyapaymcpgo.DefaultArgument: tok}})
-	if got, _ := json.Marshal(res.Meta.AdditionalFields[kyapaymcpgo.ReceiptMetaKey]); string(got) != `{"amountCharged":"0.01","remainingBalance":"9.99"}` {
-		t.Errorf("receipt %s", got)
-	}
-}
-
-// common.go is kept identical in both MCP modules but for the package
-// clause; when both are at hand (a checkout of the repository), they must
-// match.
-func TestCommonFileMatchesTwin(t *testing.T) {
-	mine, err := os.ReadFile("common.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	twin, err := os.ReadFile("../kyapaymcp/common.go")
-	if errors.Is(err, os.ErrNotExist) {
-		t.Skip("kyapaymcp is not next to this module")
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	body := func(b []byte) []byte {
-		_, rest, _ := bytes.Cut(b, []byte("\n"))
-		return rest
-	}
-	if !bytes.Equal(body(mine), body(twin)) {
-		t.Error("common.go differs from ../kyapaymcp/common.go beyond the package clause")
 	}
 }
 

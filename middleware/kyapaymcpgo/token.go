@@ -8,6 +8,7 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/kyapay/kyapay-go/middleware"
+	"github.com/kyapay/kyapay-go/middleware/mcpgate"
 )
 
 // stateKey is the _meta key under which the tools/call hook leaves a
@@ -67,74 +68,38 @@ func stateOf(meta *mcp.Meta) *callState {
 // the header name) and the tool argument, and removes the argument from
 // req (the _meta entries are removed by cleanMeta).
 func (g *Gate) resolve(req *mcp.CallToolRequest) (string, error) {
-	f := finder{c: &g.common}
-	f.headerValues(req.Header.Values(g.header))
+	f := g.core.NewFinder()
+	f.Header(req.Header)
 	if req.Params.Meta != nil {
-		if v, ok := req.Params.Meta.AdditionalFields[g.metaKey]; ok {
-			f.value(placeMeta, v)
-		}
-		if v, ok := req.Params.Meta.AdditionalFields[g.header]; ok {
-			f.value(placeMetaHeader, v)
-		}
+		f.Meta(req.Params.Meta.AdditionalFields)
 	}
-	if v, ok := stripArgument(&req.Params, g.arg); ok {
-		f.value(placeArgument, v)
-	}
-	return f.result()
+	takeArgument(&req.Params, &f, g.core.Argument())
+	return f.Result()
 }
 
-// stripArgument removes the argument name from p's Arguments and
-// RawArguments, without changing the maps and bytes p had, and returns its
-// value (a string for a well-formed call) and whether it was there.
-func stripArgument(p *mcp.CallToolParams, name string) (any, bool) {
-	var val any
-	var found bool
+// takeArgument records the argument name of p in f and removes it from p's
+// Arguments and RawArguments, without changing the maps and bytes p had.
+// Arguments that are not a JSON object are left as they are: they hold no
+// argument, and mcp-go refuses them.
+func takeArgument(p *mcp.CallToolParams, f *mcpgate.Finder, name string) {
 	switch args := p.Arguments.(type) {
 	case map[string]any:
 		if v, ok := args[name]; ok {
-			val, found = v, true
+			f.Argument(v)
 			c := maps.Clone(args)
 			delete(c, name)
 			p.Arguments = c
 		}
 	case json.RawMessage:
-		if raw, v, ok := stripRaw(args, name); ok {
-			val, found = v, true
+		if raw, err := f.Arguments(args); err == nil {
 			p.Arguments = raw
 		}
 	}
 	if len(p.RawArguments) > 0 {
-		if raw, v, ok := stripRaw(p.RawArguments, name); ok {
-			if !found {
-				val, found = v, true
-			}
+		if raw, err := f.Arguments(p.RawArguments); err == nil {
 			p.RawArguments = raw
 		}
 	}
-	return val, found
-}
-
-// stripRaw removes the member name from the JSON object raw and returns the
-// new object and the member's value. Other members keep their bytes.
-func stripRaw(raw json.RawMessage, name string) (json.RawMessage, any, bool) {
-	var obj map[string]json.RawMessage
-	if json.Unmarshal(raw, &obj) != nil {
-		return nil, nil, false
-	}
-	member, ok := obj[name]
-	if !ok {
-		return nil, nil, false
-	}
-	var v any
-	if json.Unmarshal(member, &v) != nil {
-		return nil, nil, false
-	}
-	delete(obj, name)
-	out, err := json.Marshal(obj)
-	if err != nil {
-		return nil, nil, false
-	}
-	return out, v, true
 }
 
 // cleanMeta returns meta without the token entries and the hook's state,
@@ -143,21 +108,12 @@ func (g *Gate) cleanMeta(meta *mcp.Meta) *mcp.Meta {
 	if meta == nil {
 		return nil
 	}
-	_, hasTok := meta.AdditionalFields[g.metaKey]
-	_, hasHeader := meta.AdditionalFields[g.header]
-	_, hasState := meta.AdditionalFields[stateKey]
-	if !hasTok && !hasHeader && !hasState {
-		return meta
+	fields := g.core.MetaWithoutToken(meta.AdditionalFields, stateKey)
+	if len(fields) == len(meta.AdditionalFields) {
+		return meta // nothing removed
 	}
-	c := &mcp.Meta{ProgressToken: meta.ProgressToken, AdditionalFields: maps.Clone(meta.AdditionalFields)}
-	delete(c.AdditionalFields, g.metaKey)
-	delete(c.AdditionalFields, g.header)
-	delete(c.AdditionalFields, stateKey)
-	if len(c.AdditionalFields) == 0 {
-		c.AdditionalFields = nil
-	}
-	if c.ProgressToken == nil && c.AdditionalFields == nil {
+	if meta.ProgressToken == nil && fields == nil {
 		return nil
 	}
-	return c
+	return &mcp.Meta{ProgressToken: meta.ProgressToken, AdditionalFields: fields}
 }

@@ -1,4 +1,4 @@
-package kyapaymcp
+package mcpgate
 
 import (
 	"bytes"
@@ -6,10 +6,6 @@ import (
 	"errors"
 	"unicode/utf8"
 )
-
-// errArgsNotObject: the tool arguments are neither absent, null nor a JSON
-// object, so no argument can be found in them or removed from them.
-var errArgsNotObject = errors.New("tool arguments are not a JSON object")
 
 // argValue is one occurrence of the token argument in the tool arguments.
 type argValue struct {
@@ -29,21 +25,21 @@ type argValue struct {
 // Member names are compared after JSON unescaping, as every JSON decoder
 // does, so "skyfire\u002dpay-id" is the argument too. Empty or null
 // arguments have no members. Anything else that is not a JSON object is
-// errArgsNotObject.
+// ErrArgumentsNotObject.
 func splitArgument(args json.RawMessage, name string) (out json.RawMessage, vals []argValue, err error) {
 	start := skipSpace(args, 0)
 	if start == len(args) {
 		return args, nil, nil
 	}
 	if !json.Valid(args) {
-		return nil, nil, errArgsNotObject
+		return nil, nil, ErrArgumentsNotObject
 	}
 	switch args[start] {
 	case '{':
 	case 'n': // null (the input is valid JSON, so it is exactly that)
 		return args, nil, nil
 	default:
-		return nil, nil, errArgsNotObject
+		return nil, nil, ErrArgumentsNotObject
 	}
 
 	// The input is valid JSON, so the scan below needs no error paths.
@@ -177,4 +173,50 @@ func skipValue(b []byte, i int) int {
 		i++
 	}
 	return i
+}
+
+// schemaProperties returns the "properties" member of the input schema s
+// (see schemaObject), nil when it has none.
+func schemaProperties(s any) (map[string]json.RawMessage, error) {
+	obj, err := schemaObject(s)
+	if err != nil {
+		return nil, err
+	}
+	return properties(obj)
+}
+
+// schemaObject decodes the input schema s, a json.RawMessage or any value
+// that encodes as JSON, into its members, each kept as its JSON bytes.
+func schemaObject(s any) (map[string]json.RawMessage, error) {
+	raw, ok := s.(json.RawMessage)
+	if !ok {
+		var err error
+		if raw, err = json.Marshal(s); err != nil {
+			return nil, errSchemaNotObject
+		}
+	}
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(raw, &obj) != nil || obj == nil {
+		return nil, errSchemaNotObject
+	}
+	return obj, nil
+}
+
+var (
+	errSchemaNotObject     = errors.New("input schema is not a JSON object")
+	errPropertiesNotObject = errors.New(`input schema "properties" is not a JSON object`)
+)
+
+// properties decodes the "properties" member of a schema object, nil when
+// it is absent or null.
+func properties(obj map[string]json.RawMessage) (map[string]json.RawMessage, error) {
+	p, ok := obj["properties"]
+	if !ok || string(p) == "null" {
+		return nil, nil
+	}
+	var props map[string]json.RawMessage
+	if json.Unmarshal(p, &props) != nil || props == nil {
+		return nil, errPropertiesNotObject
+	}
+	return props, nil
 }
