@@ -176,7 +176,7 @@ type seen struct {
 
 // upstream is a loopback HTTP server that records every request and
 // answers by path: /fail answers 500, /sse an event stream, /nocontent
-// 204, anything else 200 "ok <path>".
+// 204, /echo and /mcp the request body, anything else 200 "ok <path>".
 type upstream struct {
 	srv *httptest.Server
 
@@ -216,7 +216,7 @@ func (u *upstream) serve(w http.ResponseWriter, r *http.Request) {
 			<-sse
 		}
 		fmt.Fprint(w, "data: two\n\n")
-	case strings.HasSuffix(r.URL.Path, "/echo"):
+	case strings.HasSuffix(r.URL.Path, "/echo") || r.URL.Path == "/mcp":
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(body)
 	default:
