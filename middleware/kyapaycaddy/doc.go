@@ -85,6 +85,13 @@
 // forward_auth), so a site-wide kyapay guards the site's handle and route
 // blocks, and runs before reverse_proxy, file_server and respond.
 //
+// Every kyapay directive whose matcher matches a request applies, in
+// Caddy's order, to the same token (the first takes the header off the
+// request and keeps the token for the others): a site-wide identity
+// requirement and a price inside a handle block both hold. Priced
+// directives whose matchers overlap charge each price, so give each request
+// one priced directive (Caddy's not matcher helps).
+//
 // # What the upstream sees
 //
 // The token header is removed before the upstream, and so is every

@@ -65,6 +65,7 @@ type env struct {
 	addr     string // host:port of Caddy's site
 	client   *http.Client
 	global   string // extra global options
+	logs     string // global logging options; default: discard everything
 }
 
 func newEnv(t testing.TB) *env {
@@ -82,13 +83,15 @@ func newEnv(t testing.TB) *env {
 // kyapay global option trusting the fake issuer. {up} in site is replaced
 // by the upstream's address.
 func (e *env) caddyfile(site string) string {
+	logs := e.logs
+	if logs == "" {
+		logs = "log {\n\t\toutput discard\n\t}"
+	}
 	return fmt.Sprintf(`{
 	admin off
 	auto_https off
 	persist_config off
-	log {
-		output discard
-	}
+	%s
 	%s
 	kyapay {
 		issuer %s
@@ -101,7 +104,7 @@ func (e *env) caddyfile(site string) string {
 http://%s {
 	%s
 }
-`, e.global, e.iss.Issuer(), sellerID, e.iss.APIBaseURL(), apiKeyEnv, e.addr, strings.ReplaceAll(site, "{up}", e.upstream.addr()))
+`, logs, e.global, e.iss.Issuer(), sellerID, e.iss.APIBaseURL(), apiKeyEnv, e.addr, strings.ReplaceAll(site, "{up}", e.upstream.addr()))
 }
 
 // load adapts and runs a Caddyfile, replacing the running config.
@@ -175,8 +178,9 @@ type seen struct {
 }
 
 // upstream is a loopback HTTP server that records every request and
-// answers by path: /fail answers 500, /sse an event stream, /nocontent
-// 204, /echo and /mcp the request body, anything else 200 "ok <path>".
+// answers by path: /fail answers 500, /sse an event stream, /cut part of
+// a body before it breaks the connection, /nocontent 204, /echo and /mcp
+// the request body, anything else 200 "ok <path>".
 type upstream struct {
 	srv *httptest.Server
 
@@ -206,6 +210,11 @@ func (u *upstream) serve(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case strings.HasSuffix(r.URL.Path, "/fail"):
 		http.Error(w, "upstream failed", http.StatusInternalServerError)
+	case strings.HasSuffix(r.URL.Path, "/cut"):
+		// Part of a chunked body, then the connection breaks.
+		fmt.Fprint(w, "partial content")
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler)
 	case strings.HasSuffix(r.URL.Path, "/nocontent"):
 		w.WriteHeader(http.StatusNoContent)
 	case strings.HasSuffix(r.URL.Path, "/sse"):
@@ -248,4 +257,9 @@ func chargedAmounts(iss *kyapaytest.Issuer) []string {
 		out = append(out, c.Amount.String())
 	}
 	return out
+}
+
+// kyapayServiceID mints tokens for the service svc-i.
+func kyapayServiceID(i int) kyapaytest.TokenOption {
+	return kyapaytest.ServiceID(fmt.Sprintf("svc-%d", i))
 }

@@ -245,6 +245,11 @@ func (h *Handler) Cleanup() error {
 // returned as is (and on a route charging after, nothing is charged).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	stripClientHeaders(r.Header, h.header, h.hNorm)
+	if st, ok := r.Context().Value(stashKey{}).(*stash); ok {
+		// An earlier kyapay handler took the token off the request: this
+		// one applies its own requirement to the same token.
+		r.Header[h.header] = []string{st.token}
+	}
 	rt := h.route
 	if h.mcp != nil {
 		var open bool
@@ -254,12 +259,31 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			return err
 		}
 		if open {
-			delete(r.Header, h.header)
-			return next.ServeHTTP(w, r)
+			return next.ServeHTTP(w, h.takeToken(r))
 		}
 	}
 	p := &pass{h: h, rt: rt, next: next}
 	return h.m.Serve(w, r, rt, p.serve)
+}
+
+// stash keeps the token in the request's context once a kyapay handler
+// removed its header, for later kyapay handlers on the same request.
+type stash struct{ token string }
+
+type stashKey struct{}
+
+// takeToken removes the token header from r, keeping the token for later
+// kyapay handlers, and returns the request to pass on.
+func (h *Handler) takeToken(r *http.Request) *http.Request {
+	vals, ok := r.Header[h.header]
+	if !ok {
+		return r
+	}
+	delete(r.Header, h.header)
+	if _, ok := r.Context().Value(stashKey{}).(*stash); ok || len(vals) != 1 {
+		return r
+	}
+	return r.WithContext(context.WithValue(r.Context(), stashKey{}, &stash{token: strings.TrimSpace(vals[0])}))
 }
 
 // onCharged makes the confirmed amount available to the rest of the

@@ -181,9 +181,10 @@ func TestStripsUnderscoreSpellings(t *testing.T) {
 	}
 }
 
-// Charge-after: the upstream sees the price; a success is charged once, an
-// upstream error status is delivered and not charged, and an upstream that
-// cannot be reached (reverse_proxy's 502 error) is not charged.
+// Charge-after: the upstream sees the price; a success is charged once; an
+// upstream error status, a response without content, a response cut short
+// and an upstream that cannot be reached (reverse_proxy's 502 error) are
+// not charged.
 func TestChargeAfter(t *testing.T) {
 	e := newEnv(t)
 	down := freeAddr(t)
@@ -222,10 +223,10 @@ func TestChargeAfter(t *testing.T) {
 		t.Fatalf("charges = %v; want [0.02]", got)
 	}
 
-	for _, path := range []string{"/after/fail", "/after/nocontent"} {
+	for _, path := range []string{"/after/fail", "/after/nocontent", "/after/cut"} {
 		res = e.get(t, path, tok)
-		if res.status == http.StatusOK {
-			t.Errorf("%s: got 200", path)
+		if res.status == http.StatusOK || strings.Contains(res.body, "partial") {
+			t.Errorf("%s: got %d %q", path, res.status, res.body)
 		}
 	}
 	if res := e.do(t, http.MethodHead, "/after/ok", tok, nil); res.status != http.StatusOK {
@@ -344,4 +345,39 @@ func readAll(br *bufio.Reader) (string, error) {
 	var sb strings.Builder
 	_, err := br.WriteTo(&sb)
 	return sb.String(), err
+}
+
+// Every kyapay directive that matches a request applies, with the same
+// token: a site-wide identity requirement and a priced route inside a
+// handle block both hold, and the upstream still never sees the token.
+func TestNestedDirectives(t *testing.T) {
+	e := newEnv(t)
+	e.start(t, `kyapay {
+		identity email
+	}
+	handle /report {
+		kyapay 0.05
+		reverse_proxy {up}
+	}
+	handle {
+		reverse_proxy {up}
+	}`)
+
+	tok := e.iss.Mint(kyapay.TypeKYAPay, kyapaytest.Email("ada@example.com"))
+	if res := e.get(t, "/report", tok); res.status != http.StatusOK {
+		t.Fatalf("kya-pay token with email: got %d %q", res.status, res.body)
+	}
+	h := e.upstream.last(t).header
+	if h.Get(kyapay.HeaderName) != "" || h.Get(kyapaycaddy.HeaderCharged) != "0.05" || h.Get(kyapaycaddy.HeaderEmail) != "ada@example.com" {
+		t.Errorf("upstream headers %v", h)
+	}
+	if res := e.get(t, "/report", e.iss.Mint(kyapay.TypePay)); res.status != http.StatusPaymentRequired {
+		t.Errorf("pay token without identity: got %d; want 402 from the site-wide requirement", res.status)
+	}
+	if res := e.get(t, "/other", tok); res.status != http.StatusOK {
+		t.Errorf("/other: got %d", res.status)
+	}
+	if got := chargedAmounts(e.iss); !slices.Equal(got, []string{"0.05"}) {
+		t.Errorf("charges = %v; want [0.05]", got)
+	}
 }

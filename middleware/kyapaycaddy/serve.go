@@ -30,7 +30,7 @@ var (
 // serve is the gate's next: it runs once the gate accepted the request
 // (and, charging before, charged it).
 func (p *pass) serve(w http.ResponseWriter, r *http.Request) (err error) {
-	delete(r.Header, p.h.header)
+	r = p.h.takeToken(r)
 	c, _ := kyapay.FromContext(r.Context())
 	receipt, charged := middleware.ReceiptFromContext(r.Context())
 	// The gate holds the response in a buffer until it charges when the
