@@ -4,8 +4,6 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/caddyserver/caddy/v2"
-
 	"github.com/kyapay/kyapay-go/kyapay"
 )
 
@@ -68,29 +66,54 @@ func stripClientHeaders(h http.Header, token, tokenNorm string) {
 	}
 }
 
-// setIdentity passes the verified identity upstream in the Kyapay-*
-// headers and makes it available to the rest of the route as the
-// {kyapay.*} placeholders.
-func setIdentity(r *http.Request, c *kyapay.Claims, charged, price string) {
-	h := r.Header
-	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	set := func(header, placeholder, v string) {
-		if v == "" || !validValue(v) {
-			return
+// The identity of an accepted request, in the order of the Kyapay-*
+// headers and {kyapay.*} placeholders.
+const (
+	idSubject = iota
+	idTokenType
+	idTokenID
+	idEmail
+	idCharged
+	idPrice
+	idCount
+)
+
+var (
+	idHeaders      = [idCount]string{HeaderSubject, HeaderTokenType, HeaderTokenID, HeaderEmail, HeaderCharged, HeaderPrice}
+	idPlaceholders = map[string]int{
+		"kyapay.subject": idSubject, "kyapay.token_type": idTokenType, "kyapay.token_id": idTokenID,
+		"kyapay.email": idEmail, "kyapay.charged": idCharged, "kyapay.price": idPrice,
+	}
+)
+
+// identity holds the values of the Kyapay-* headers of one request; the
+// headers share its array, so setting them allocates nothing.
+type identity [idCount]string
+
+// set records the identity of an accepted request and passes it upstream
+// in the Kyapay-* headers. A value it lacks (no email, no charge) keeps
+// what an earlier kyapay handler on the request recorded; values with a
+// control character are left out.
+func (id *identity) set(h http.Header, c *kyapay.Claims, charged, price string) {
+	email, _ := c.Human.Field("email")
+	for i, v := range [idCount]string{c.Subject, c.Type.String(), c.ID, email, charged, price} {
+		if v != "" && validValue(v) {
+			id[i] = v
 		}
-		h[header] = []string{v}
-		if repl != nil {
-			repl.Set(placeholder, v)
+		if id[i] != "" {
+			h[idHeaders[i]] = id[i : i+1 : i+1]
 		}
 	}
-	set(HeaderSubject, "kyapay.subject", c.Subject)
-	set(HeaderTokenType, "kyapay.token_type", c.Type.String())
-	set(HeaderTokenID, "kyapay.token_id", c.ID)
-	if email, ok := c.Human.Field("email"); ok {
-		set(HeaderEmail, "kyapay.email", email)
+}
+
+// placeholder answers the {kyapay.*} placeholders of the request (empty
+// until a kyapay handler accepted it).
+func (id *identity) placeholder(key string) (any, bool) {
+	i, ok := idPlaceholders[key]
+	if !ok {
+		return nil, false
 	}
-	set(HeaderCharged, "kyapay.charged", charged)
-	set(HeaderPrice, "kyapay.price", price)
+	return id[i], true
 }
 
 // validValue reports whether v can be sent as a header value: no control

@@ -245,7 +245,7 @@ func (h *Handler) Cleanup() error {
 // returned as is (and on a route charging after, nothing is charged).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	stripClientHeaders(r.Header, h.header, h.hNorm)
-	if st, ok := r.Context().Value(stashKey{}).(*stash); ok {
+	if st, ok := r.Context().Value(stateKey{}).(*reqState); ok && st.token != "" {
 		// An earlier kyapay handler took the token off the request: this
 		// one applies its own requirement to the same token.
 		r.Header[h.header] = []string{st.token}
@@ -259,31 +259,43 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			return err
 		}
 		if open {
-			return next.ServeHTTP(w, h.takeToken(r))
+			if _, ok := r.Header[h.header]; ok {
+				_, r = h.takeToken(r)
+			}
+			return next.ServeHTTP(w, r)
 		}
 	}
 	p := &pass{h: h, rt: rt, next: next}
 	return h.m.Serve(w, r, rt, p.serve)
 }
 
-// stash keeps the token in the request's context once a kyapay handler
-// removed its header, for later kyapay handlers on the same request.
-type stash struct{ token string }
+// reqState is what the kyapay handlers on one request share: the token
+// the first of them took off the request, for the others, and the
+// identity passed upstream.
+type reqState struct {
+	token string
+	id    identity
+}
 
-type stashKey struct{}
+type stateKey struct{}
 
-// takeToken removes the token header from r, keeping the token for later
-// kyapay handlers, and returns the request to pass on.
-func (h *Handler) takeToken(r *http.Request) *http.Request {
-	vals, ok := r.Header[h.header]
+// takeToken removes the token header from r, keeping the token in the
+// request's shared state, which it creates on first use; it returns the
+// state and the request to pass on.
+func (h *Handler) takeToken(r *http.Request) (*reqState, *http.Request) {
+	st, ok := r.Context().Value(stateKey{}).(*reqState)
 	if !ok {
-		return r
+		st = new(reqState)
+		if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+			repl.Map(st.id.placeholder)
+		}
+		r = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
+	}
+	if vals := r.Header[h.header]; len(vals) == 1 && st.token == "" {
+		st.token = strings.TrimSpace(vals[0])
 	}
 	delete(r.Header, h.header)
-	if _, ok := r.Context().Value(stashKey{}).(*stash); ok || len(vals) != 1 {
-		return r
-	}
-	return r.WithContext(context.WithValue(r.Context(), stashKey{}, &stash{token: strings.TrimSpace(vals[0])}))
+	return st, r
 }
 
 // onCharged makes the confirmed amount available to the rest of the

@@ -381,3 +381,22 @@ func TestNestedDirectives(t *testing.T) {
 		t.Errorf("charges = %v; want [0.05]", got)
 	}
 }
+
+// The verified identity is available to the rest of the route as
+// placeholders.
+func TestPlaceholders(t *testing.T) {
+	e := newEnv(t)
+	e.start(t, `kyapay /before 0.01
+	kyapay /after {
+		price 0.02
+		timing after
+	}
+	respond "{kyapay.subject} {kyapay.token_type} {kyapay.email} charged={kyapay.charged} price={kyapay.price}" 200`)
+	tok := e.iss.Mint(kyapay.TypeKYAPay, kyapaytest.Subject("agent-7"), kyapaytest.Email("ada@example.com"))
+	if res := e.get(t, "/before", tok); res.body != "agent-7 kya-pay ada@example.com charged=0.01 price=" {
+		t.Errorf("before: %q", res.body)
+	}
+	if res := e.get(t, "/after", tok); res.body != "agent-7 kya-pay ada@example.com charged= price=0.02" {
+		t.Errorf("after: %q", res.body)
+	}
+}

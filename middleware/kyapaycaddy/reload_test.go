@@ -28,6 +28,19 @@ func goroutinesIn(fn string) int {
 	}
 }
 
+// loops returns the number of running key refresh loops once it equals
+// want, or after a bound: a loop just started may not be running yet, and
+// one just stopped may still be unwinding.
+func loops(want int) int {
+	deadline := time.Now().Add(5 * time.Second)
+	n := goroutinesIn(jwksLoop)
+	for n != want && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+		n = goroutinesIn(jwksLoop)
+	}
+	return n
+}
+
 // settle waits, up to a bound, for the number of goroutines to drop to at
 // most want (goroutines of closed connections end asynchronously), and
 // returns the last count.
@@ -73,7 +86,7 @@ func TestSharedVerifier(t *testing.T) {
 	}
 	respond "ok" 200`
 	e.start(t, site)
-	if n := goroutinesIn(jwksLoop); n != 2 {
+	if n := loops(2); n != 2 {
 		t.Fatalf("%d key refresh loops for two distinct trust settings; want 2", n)
 	}
 	tok := e.iss.Mint(kyapay.TypeKYAPay)
@@ -92,7 +105,7 @@ func TestSharedVerifier(t *testing.T) {
 	if res := e.get(t, "/a", e.iss.Mint(kyapay.TypePay)); res.status != http.StatusOK {
 		t.Fatalf("after reload: got %d", res.status)
 	}
-	if n := goroutinesIn(jwksLoop); n != 2 {
+	if n := loops(2); n != 2 {
 		t.Errorf("%d key refresh loops after a reload; want 2", n)
 	}
 	if got := e.iss.JWKSFetches(); got != fetches {
@@ -136,7 +149,7 @@ func TestReloadNoLeak(t *testing.T) {
 		if err := load(e.caddyfile(site(i))); err != nil {
 			t.Fatalf("reload %d: %v", i, err)
 		}
-		if n := goroutinesIn(jwksLoop); n != 1 {
+		if n := loops(1); n != 1 {
 			t.Fatalf("reload %d: %d key refresh loops; want 1", i, n)
 		}
 		if i%10 == 0 {
@@ -152,7 +165,7 @@ func TestReloadNoLeak(t *testing.T) {
 	}
 	_ = caddy.Stop()
 	tr.CloseIdleConnections()
-	if n := goroutinesIn(jwksLoop); n != 0 {
+	if n := loops(0); n != 0 {
 		t.Errorf("%d key refresh loops after Stop; want 0", n)
 	}
 	if n := settle(base); n > base {

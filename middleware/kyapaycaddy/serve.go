@@ -29,8 +29,8 @@ var (
 
 // serve is the gate's next: it runs once the gate accepted the request
 // (and, charging before, charged it).
-func (p *pass) serve(w http.ResponseWriter, r *http.Request) (err error) {
-	r = p.h.takeToken(r)
+func (p *pass) serve(w http.ResponseWriter, req *http.Request) (err error) {
+	st, r := p.h.takeToken(req)
 	c, _ := kyapay.FromContext(r.Context())
 	receipt, charged := middleware.ReceiptFromContext(r.Context())
 	// The gate holds the response in a buffer until it charges when the
@@ -45,7 +45,7 @@ func (p *pass) serve(w http.ResponseWriter, r *http.Request) (err error) {
 		}
 	}
 	if c != nil {
-		setIdentity(r, c, chargedText, priceText)
+		st.id.set(r.Header, c, chargedText, priceText)
 	}
 	if !pending {
 		return p.next.ServeHTTP(w, r)
