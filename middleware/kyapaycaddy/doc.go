@@ -17,14 +17,14 @@
 //	{
 //		kyapay {
 //			seller_id {env.SKYFIRE_SELLER_ID}
-//			api_key   {env.SKYFIRE_API_KEY}
+//			api_key {env.SKYFIRE_API_KEY}
 //		}
 //	}
 //
 //	api.example.com {
 //		kyapay /v1/quote 0.01               # pay or kya-pay token, 0.01 USD per request
 //		kyapay /v1/report {
-//			price  0.05
+//			price 0.05
 //			timing after                    # charge only a successful answer
 //		}
 //		kyapay /v1/profile {
@@ -33,8 +33,8 @@
 //		kyapay /mcp {
 //			mcp {
 //				tool search 0.01
-//				tool fetch  0.05
-//				tool help   open
+//				tool fetch 0.05
+//				tool help open
 //			}
 //		}
 //		reverse_proxy localhost:9000
