@@ -163,6 +163,35 @@ func (e *env) do(t testing.TB, method, path, token string, body []byte, headers 
 	return result{resp.StatusCode, resp.Header, string(b)}
 }
 
+// getAfterReload is get for the first request after a config reload. On
+// Linux, Caddy's new listener shares the port with the old one
+// (SO_REUSEPORT) while the reload runs, and a connection the kernel queued
+// on the old one is reset when it closes; only such a connection-level
+// failure is retried, a few times.
+func (e *env) getAfterReload(t testing.TB, path, token string) result {
+	t.Helper()
+	for try := 0; ; try++ {
+		req, err := http.NewRequest(http.MethodGet, "http://"+e.addr+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set(kyapay.HeaderName, token)
+		resp, err := e.client.Do(req)
+		if err != nil {
+			if try < 3 && strings.Contains(err.Error(), "connection reset") {
+				continue
+			}
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return result{resp.StatusCode, resp.Header, string(b)}
+	}
+}
+
 // get is do for a GET without a body.
 func (e *env) get(t testing.TB, path, token string, headers ...string) result {
 	t.Helper()

@@ -11,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/kyapay/kyapay-go/kyapay"
+	"github.com/kyapay/kyapay-go/kyapay/kyapaytest"
 )
 
 // jwksLoop is in the stack of each running Verifier's key refresh.
@@ -89,11 +90,15 @@ func TestSharedVerifier(t *testing.T) {
 	if n := loops(2); n != 2 {
 		t.Fatalf("%d key refresh loops for two distinct trust settings; want 2", n)
 	}
+	// A request through each Verifier waits for its first key fetch.
 	tok := e.iss.Mint(kyapay.TypeKYAPay)
 	for _, p := range []string{"/a", "/b"} {
 		if res := e.get(t, p, tok); res.status != http.StatusOK {
 			t.Fatalf("%s: got %d %q", p, res.status, res.body)
 		}
+	}
+	if res := e.get(t, "/d", e.iss.Mint(kyapay.TypeKYA, kyapaytest.Audience("seller-2"))); res.status != http.StatusOK {
+		t.Fatalf("/d: got %d %q", res.status, res.body)
 	}
 	fetches := e.iss.JWKSFetches()
 	if fetches != 2 {
@@ -102,7 +107,7 @@ func TestSharedVerifier(t *testing.T) {
 	if err := load(e.caddyfile(site)); err != nil {
 		t.Fatal(err)
 	}
-	if res := e.get(t, "/a", e.iss.Mint(kyapay.TypePay)); res.status != http.StatusOK {
+	if res := e.getAfterReload(t, "/a", e.iss.Mint(kyapay.TypePay)); res.status != http.StatusOK {
 		t.Fatalf("after reload: got %d", res.status)
 	}
 	if n := loops(2); n != 2 {
@@ -155,7 +160,7 @@ func TestReloadNoLeak(t *testing.T) {
 		if i%10 == 0 {
 			// Charge through the new config, so its charge client holds a
 			// connection when the next reload releases it.
-			if res := e.get(t, "/paid", e.iss.Mint(kyapay.TypePay, kyapayServiceID(i))); res.status != http.StatusOK {
+			if res := e.getAfterReload(t, "/paid", e.iss.Mint(kyapay.TypePay, kyapayServiceID(i))); res.status != http.StatusOK {
 				t.Fatalf("reload %d: got %d %q", i, res.status, res.body)
 			}
 		}
