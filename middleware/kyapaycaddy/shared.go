@@ -52,17 +52,23 @@ type sharedVerifier struct{ *kyapay.Verifier }
 // Destruct stops the Verifier's key refresh.
 func (v sharedVerifier) Destruct() error { return v.Close() }
 
+// verifierConfig is the Verifier configuration for s.
+func (s verifierSettings) verifierConfig() kyapay.VerifierConfig {
+	return kyapay.VerifierConfig{
+		Issuers:              s.Issuers,
+		Audience:             s.Audience,
+		InsecureSkipAudience: s.AnyAudience,
+		ServiceID:            s.ServiceID,
+		Env:                  s.Env,
+	}
+}
+
 // acquireVerifier returns the Verifier for s, building it if no handler
 // holds one; each successful call must be paired with
 // verifiers.Delete(s.key()).
 func acquireVerifier(s verifierSettings) (*kyapay.Verifier, error) {
 	val, _, err := verifiers.LoadOrNew(s.key(), func() (caddy.Destructor, error) {
-		v, err := kyapay.NewVerifier(kyapay.VerifierConfig{
-			Issuers:   s.Issuers,
-			Audience:  s.Audience,
-			ServiceID: s.ServiceID,
-			Env:       s.Env,
-		})
+		v, err := kyapay.NewVerifier(s.verifierConfig())
 		if err != nil {
 			return nil, fmt.Errorf("issuers: %w", err)
 		}
