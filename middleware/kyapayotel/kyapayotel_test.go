@@ -140,10 +140,20 @@ func TestMetricsAfterSession(t *testing.T) {
 			t.Errorf("%s unit %q; want %q", name, units[name], unit)
 		}
 	}
-	for _, name := range []string{kyapayotel.MetricJWKSRefreshes, kyapayotel.MetricJWKSAge, kyapayotel.MetricJWKSKeys} {
-		if len(points[name]) != 0 {
-			t.Errorf("%s has points without any key event: %v", name, points[name])
+	// The verifier's key fetch during the session reaches the metrics
+	// through the Middleware: one good refresh of the one published key.
+	for name, want := range map[string]string{kyapayotel.MetricJWKSRefreshes: ",outcome=ok", kyapayotel.MetricJWKSKeys: ""} {
+		ps := points[name]
+		ok := len(ps) == 1
+		for attrs, p := range ps {
+			ok = ok && strings.HasPrefix(attrs, "issuer=http") && strings.HasSuffix(attrs, want) && p.value == 1
 		}
+		if !ok {
+			t.Errorf("%s points %v; want one point of 1 for the issuer", name, ps)
+		}
+	}
+	if len(points[kyapayotel.MetricJWKSAge]) != 1 {
+		t.Errorf("%s points %v; want one per issuer", kyapayotel.MetricJWKSAge, points[kyapayotel.MetricJWKSAge])
 	}
 }
 
