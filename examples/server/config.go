@@ -21,12 +21,14 @@ const (
 	envJWKSURL    = "KYAPAY_JWKS_URL"
 	envAPIBase    = "KYAPAY_API_BASE"
 	envAPIKey     = "SKYFIRE_API_KEY"
+	envAPIKeyFile = "SKYFIRE_API_KEY_FILE"
 	envSellerID   = "KYAPAY_SELLER_ID"
 	envSkipAud    = "KYAPAY_INSECURE_SKIP_AUDIENCE"
 	envServiceID  = "KYAPAY_SERVICE_ID"
 	envEnv        = "KYAPAY_ENV"
 	envPrice      = "KYAPAY_PRICE"
 	envChargeMode = "KYAPAY_CHARGE_MODE"
+	envMetrics    = "KYAPAY_METRICS_ADDR"
 )
 
 // Defaults.
@@ -37,22 +39,29 @@ const (
 
 // config is the validated, effective configuration.
 type config struct {
-	Addr      string
-	Issuer    string
-	JWKSURL   string
-	APIBase   string
-	APIKey    charge.APIKey // prints as [REDACTED] everywhere
-	SellerID  string        // expected aud; "" only with SkipAud
-	SkipAud   bool          // KYAPAY_INSECURE_SKIP_AUDIENCE=1: aud not checked
-	ServiceID string        // "": ssi not checked
-	Env       string        // "": the issuer preset's env, else not checked
-	Price     kyapay.Amount // > 0
-	Mode      middleware.ChargeTiming
-	RedisURL  string // KYAPAY_REDIS_URL; "": the in-memory store
+	Addr    string
+	Issuer  string
+	JWKSURL string
+	APIBase string
+	APIKey  charge.APIKey // SKYFIRE_API_KEY; prints as [REDACTED] everywhere
+	// APIKeyFile is SKYFIRE_API_KEY_FILE, the file the key is read from at
+	// start and again whenever the charge API refuses the key in use.
+	// Exactly one of APIKey and APIKeyFile is set.
+	APIKeyFile string
+	SellerID   string        // expected aud; "" only with SkipAud
+	SkipAud    bool          // KYAPAY_INSECURE_SKIP_AUDIENCE=1: aud not checked
+	ServiceID  string        // "": ssi not checked
+	Env        string        // "": the issuer preset's env, else not checked
+	Price      kyapay.Amount // > 0
+	Mode       middleware.ChargeTiming
+	RedisURL   string // KYAPAY_REDIS_URL; "": the in-memory store
+	// MetricsAddr is KYAPAY_METRICS_ADDR, the host:port of the Prometheus
+	// metrics listener; "": no metrics.
+	MetricsAddr string
 }
 
 // LogValue lists the effective configuration for the start-up log line. The
-// API key appears only redacted.
+// API key appears only redacted; a key file appears as its path.
 func (c config) LogValue() slog.Value {
 	unchecked := func(s string) string {
 		if s == "" {
@@ -70,12 +79,21 @@ func (c config) LogValue() slog.Value {
 	default:
 		env = "(not checked)"
 	}
+	key := slog.Any("api_key", c.APIKey)
+	if c.APIKeyFile != "" {
+		key = slog.String("api_key_file", c.APIKeyFile)
+	}
+	metrics := c.MetricsAddr
+	if metrics == "" {
+		metrics = "(off)"
+	}
 	return slog.GroupValue(
 		slog.String("addr", c.Addr),
+		slog.String("metrics_addr", metrics),
 		slog.String("issuer", c.Issuer),
 		slog.String("jwks_url", c.JWKSURL),
 		slog.String("api_base", c.APIBase),
-		slog.Any("api_key", c.APIKey),
+		key,
 		slog.String("seller_id", unchecked(c.SellerID)),
 		slog.String("service_id", unchecked(c.ServiceID)),
 		slog.String("env", env),
@@ -150,14 +168,20 @@ func loadConfig(getenv func(string) string) (config, error) {
 		bad(envAPIBase, "is required when %s is not %s or %s", envIssuer, kyapay.SandboxIssuer, kyapay.ProductionIssuer)
 	}
 
-	// SKYFIRE_API_KEY
+	// SKYFIRE_API_KEY, SKYFIRE_API_KEY_FILE: exactly one. The file itself
+	// is read (and its key checked) when the charge client is built.
 	key := getenv(envAPIKey)
+	cfg.APIKeyFile = getenv(envAPIKeyFile)
 	switch {
-	case key == "":
-		bad(envAPIKey, "is required")
-	case !visibleASCII(key):
+	case key != "" && cfg.APIKeyFile != "":
+		bad(envAPIKey, "is set together with %s; set only one of them", envAPIKeyFile)
+	case key == "" && cfg.APIKeyFile == "":
+		bad(envAPIKey, "is required (or %s, the path of a file holding the key)", envAPIKeyFile)
+	case key != "" && !visibleASCII(key):
 		// Never quote the key, not even part of it.
 		bad(envAPIKey, "contains spaces or characters not allowed in an HTTP header")
+	case cfg.APIKeyFile != "" && !printable(cfg.APIKeyFile):
+		bad(envAPIKeyFile, "%s contains control characters", quote(cfg.APIKeyFile))
 	}
 	cfg.APIKey = charge.APIKey(key)
 
@@ -222,6 +246,15 @@ func loadConfig(getenv func(string) string) (config, error) {
 		}
 	}
 
+	// KYAPAY_METRICS_ADDR
+	if cfg.MetricsAddr = getenv(envMetrics); cfg.MetricsAddr != "" {
+		if err := checkAddr(cfg.MetricsAddr); err != nil {
+			bad(envMetrics, "%v", err)
+		} else if cfg.MetricsAddr == cfg.Addr && !strings.HasSuffix(cfg.Addr, ":0") {
+			bad(envMetrics, "is %s's address; metrics need a listener of their own", envAddr)
+		}
+	}
+
 	if len(problems) > 0 {
 		return config{}, &configError{problems: problems}
 	}
@@ -274,6 +307,17 @@ func checkURL(s string) error {
 func visibleASCII(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] <= 0x20 || s[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// printable reports whether s has no control characters (spaces and
+// non-ASCII letters are allowed, as in file names).
+func printable(s string) bool {
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
 			return false
 		}
 	}

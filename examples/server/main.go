@@ -10,7 +10,13 @@
 //	KYAPAY_API_BASE     charge API base URL; https://api-sandbox.skyfire.xyz for the
 //	                    sandbox issuer, https://api.skyfire.xyz for the production
 //	                    issuer, otherwise required
-//	SKYFIRE_API_KEY     required; the seller agent's API key (never logged)
+//	SKYFIRE_API_KEY     the seller agent's API key (never logged); this or
+//	                    SKYFIRE_API_KEY_FILE is required, not both
+//	SKYFIRE_API_KEY_FILE
+//	                    path of a file holding the API key (one trailing line
+//	                    break allowed), such as a mounted Kubernetes secret; read
+//	                    at start, and again whenever the charge API refuses the
+//	                    key, so a rotated key needs no restart (see below)
 //	KYAPAY_SELLER_ID    required; the seller agent's account ID, the expected aud,
 //	                    unless KYAPAY_INSECURE_SKIP_AUDIENCE is 1
 //	KYAPAY_INSECURE_SKIP_AUDIENCE
@@ -27,9 +33,31 @@
 //	KYAPAY_REDIS_URL    redis://[user:password@]host:port[/db] of the Redis that
 //	                    replicas share (idempotency records, known balances,
 //	                    charges of unknown outcome); unset: kept in memory
+//	KYAPAY_METRICS_ADDR host:port of a separate listener serving Prometheus
+//	                    metrics at /metrics (port 0: any free port); never
+//	                    served on KYAPAY_ADDR; unset: no metrics
 //
 // An empty variable counts as unset. A bad configuration prints one line
-// naming the variable(s) on stderr and exits with status 2.
+// naming the variable(s) on stderr and exits with status 2; so does a
+// SKYFIRE_API_KEY_FILE that cannot be read or does not hold a well-formed
+// key (the line names the file, never its contents).
+//
+// To rotate the API key with SKYFIRE_API_KEY_FILE and no outage: create the
+// new key at Skyfire, replace the file's contents atomically (write a new
+// file and rename it over the old one; Kubernetes updates a mounted secret
+// atomically already), then delete the old key. The charge client keeps using the key
+// it has until the charge API answers 401; it then re-reads the file and
+// sends that charge once more with the new key (a 401 charged nothing), so
+// no request fails. With SKYFIRE_API_KEY a new key needs a restart.
+//
+// With KYAPAY_METRICS_ADDR, GET /metrics on that address serves the
+// middleware's metrics (github.com/kyapay/kyapay-go/middleware/kyapayprom:
+// kyapay_requests_total, kyapay_charges_total, kyapay_charged_usd_total,
+// kyapay_charge_duration_seconds, key refreshes, ...) and the Go runtime
+// and process collectors, from a registry of the server's own. The route
+// label is the mux pattern ("GET /pay") or the MCP tool; no label carries
+// a token, jti or buyer. Keep the address off the public network, or behind
+// the scraper's own authentication: the page is not protected.
 //
 // Routes:
 //
@@ -67,13 +95,15 @@
 //	       "params":{"name":"quote","arguments":{"skyfire-pay-id":"'"$TOKEN"'"}}}'
 //
 // Logs are JSON lines on stderr (log/slog): the effective configuration at
-// start-up (API key redacted), the listening address ("msg":"listening",
-// "addr":...), one line per request (method, path, status, duration, and the
+// start-up (API key redacted; a key file by its path), the listening
+// address ("msg":"listening","addr":...) and the metrics listener's
+// ("msg":"metrics listening","addr":...), one line per API request (method, path, status, duration, and the
 // refusal code when the middleware refused it), the middleware's charge log,
 // and JWKS refresh failures. Tokens and the API key are never logged.
 //
 // SIGINT or SIGTERM shuts the server down gracefully: in-flight requests
-// (including their charges) get up to 20 seconds to finish.
+// (including their charges) get up to 20 seconds to finish; the metrics
+// listener stops after the API's.
 //
 // Try it against the sandbox:
 //

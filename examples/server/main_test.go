@@ -216,16 +216,20 @@ func TestConfigLogValueRedactsKey(t *testing.T) {
 	}
 }
 
-// output collects a server's stderr and reports its listening address.
+// output collects a server's stderr and reports its listening addresses.
 type output struct {
-	mu      sync.Mutex
-	buf     bytes.Buffer
-	pending []byte
-	addr    chan string // receives the address of the "listening" line once
-	sent    bool
+	mu          sync.Mutex
+	buf         bytes.Buffer
+	pending     []byte
+	addr        chan string // receives the address of the "listening" line once
+	sent        bool
+	metricsAddr chan string // receives the address of the "metrics listening" line once
+	metricsSent bool
 }
 
-func newOutput() *output { return &output{addr: make(chan string, 1)} }
+func newOutput() *output {
+	return &output{addr: make(chan string, 1), metricsAddr: make(chan string, 1)}
+}
 
 func (o *output) Write(p []byte) (int, error) {
 	o.mu.Lock()
@@ -243,9 +247,16 @@ func (o *output) Write(p []byte) (int, error) {
 			Msg  string `json:"msg"`
 			Addr string `json:"addr"`
 		}
-		if !o.sent && json.Unmarshal(line, &rec) == nil && rec.Msg == "listening" {
+		if json.Unmarshal(line, &rec) != nil {
+			continue
+		}
+		switch {
+		case rec.Msg == "listening" && !o.sent:
 			o.sent = true
 			o.addr <- rec.Addr
+		case rec.Msg == "metrics listening" && !o.metricsSent:
+			o.metricsSent = true
+			o.metricsAddr <- rec.Addr
 		}
 	}
 	return len(p), nil
@@ -597,6 +608,9 @@ func TestBinary(t *testing.T) {
 			{with(full, envJWKSURL, "not a url"), envJWKSURL},
 			{with(full, envAddr, "127.0.0.1"), envAddr},
 			{with(full, envAPIKey, "sk-bad-config-secret with space"), envAPIKey},
+			{with(full, envAPIKeyFile, "/nonexistent/key"), envAPIKey}, // both set
+			{with(full, envAPIKey, "", envAPIKeyFile, "/nonexistent/key", envSellerID, "seller-1"), envAPIKeyFile},
+			{with(full, envMetrics, "127.0.0.1"), envMetrics},
 		} {
 			var stdout, stderr bytes.Buffer
 			cmd := exec.CommandContext(ctx, bin)

@@ -24,8 +24,12 @@ func mcpSeller(t *testing.T, iss *kyapaytest.Issuer, extra ...string) (string, *
 	if err != nil {
 		t.Fatal(err)
 	}
+	charger, err := newCharger(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	out := newOutput()
-	h, closeServer, err := newServer(cfg, slog.New(slog.NewJSONHandler(out, nil)))
+	h, closeServer, err := newServer(cfg, slog.New(slog.NewJSONHandler(out, nil)), charger, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

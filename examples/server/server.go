@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -49,10 +50,26 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "kyapay example server: %v\n", err)
 		return exitConfig
 	}
+	// The charge client reads SKYFIRE_API_KEY_FILE, the likeliest mistake
+	// loadConfig cannot see, so it is built before anything is logged:
+	// a bad key file is one line on stderr like any other bad variable.
+	charger, err := newCharger(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "kyapay example server: invalid configuration: %v\n", err)
+		return exitConfig
+	}
 	logger := slog.New(slog.NewJSONHandler(stderr, nil))
 	logger.Info("starting", slog.Any("config", cfg))
 
-	handler, closeServer, err := newServer(cfg, logger)
+	var obs middleware.Observer
+	var metricsHandler http.Handler
+	if cfg.MetricsAddr != "" {
+		if obs, metricsHandler, err = newMetrics(logger.With(slog.String("component", "metrics"))); err != nil {
+			logger.Error("metrics setup failed", slog.Any("error", err))
+			return exitFailed
+		}
+	}
+	handler, closeServer, err := newServer(cfg, logger, charger, obs)
 	if err != nil {
 		// The configuration passed loadConfig, so this is a library-level
 		// rejection of it.
@@ -68,29 +85,34 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) int 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		logger.Error("listen failed", slog.String("addr", cfg.Addr), slog.Any("error", err))
-		return exitFailed
+	// The API listener and, with KYAPAY_METRICS_ADDR, the metrics listener:
+	// metrics are never served on the API's address.
+	servers := []*server{{name: "listening", addr: cfg.Addr, handler: handler}}
+	if metricsHandler != nil {
+		servers = append(servers, &server{name: "metrics listening", addr: cfg.MetricsAddr, handler: metricsHandler})
 	}
-	srv := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	for _, s := range servers {
+		if err := s.listen(logger); err != nil {
+			logger.Error("listen failed", slog.String("addr", s.addr), slog.Any("error", err))
+			for _, s := range servers {
+				s.close()
+			}
+			return exitFailed
+		}
 	}
-	logger.Info("listening", slog.String("addr", ln.Addr().String()),
-		slog.String("url", "http://"+ln.Addr().String()))
-
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	serveErr := make(chan error, len(servers))
+	for _, s := range servers {
+		logger.Info(s.name, slog.String("addr", s.ln.Addr().String()),
+			slog.String("url", "http://"+s.ln.Addr().String()))
+		go func() { serveErr <- s.srv.Serve(s.ln) }()
+	}
 
 	select {
 	case err := <-serveErr:
 		logger.Error("serve failed", slog.Any("error", err))
+		for _, s := range servers {
+			_ = s.srv.Close()
+		}
 		return exitFailed
 	case <-ctx.Done():
 	}
@@ -98,23 +120,70 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) int 
 	logger.Info("shutting down", slog.String("timeout", shutdownTimeout.String()))
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		logger.Error("graceful shutdown failed; closing connections", slog.Any("error", err))
-		_ = srv.Close()
-		return exitFailed
+	// The API first, so its in-flight charges show on a last scrape
+	// while the metrics listener is still up.
+	status := exitOK
+	for _, s := range servers {
+		if err := s.srv.Shutdown(sctx); err != nil {
+			logger.Error("graceful shutdown failed; closing connections", slog.String("addr", s.addr), slog.Any("error", err))
+			_ = s.srv.Close()
+			status = exitFailed
+		}
 	}
-	if err := <-serveErr; !errors.Is(err, http.ErrServerClosed) {
-		logger.Error("serve failed", slog.Any("error", err))
-		return exitFailed
+	for range servers {
+		if err := <-serveErr; !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("serve failed", slog.Any("error", err))
+			status = exitFailed
+		}
 	}
-	logger.Info("stopped")
-	return exitOK
+	if status == exitOK {
+		logger.Info("stopped")
+	}
+	return status
 }
 
-// newServer builds the seller's handler from a validated configuration. The
-// returned close function stops the Middleware's reconciler and the JWKS
-// cache's background refresh, and closes the Redis client, if any.
-func newServer(cfg config, logger *slog.Logger) (http.Handler, func() error, error) {
+// server is one listener of the program and its HTTP server.
+type server struct {
+	name    string // the log message announcing it
+	addr    string
+	handler http.Handler
+	ln      net.Listener
+	srv     *http.Server
+}
+
+// listen opens the listener and builds the HTTP server with the program's
+// limits.
+func (s *server) listen(logger *slog.Logger) error {
+	ln, err := net.Listen("tcp", s.addr)
+	if err != nil {
+		return err
+	}
+	s.ln = ln
+	s.srv = &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	return nil
+}
+
+// close closes the listener, if open, when serving never started.
+func (s *server) close() {
+	if s.ln != nil {
+		_ = s.ln.Close()
+	}
+}
+
+// newServer builds the seller's handler from a validated configuration and
+// the charge client built from it by newCharger. obs, if not nil, receives
+// the Middleware's events (the metrics). The returned close function stops
+// the Middleware's reconciler and the JWKS cache's background refresh, and
+// closes the Redis client, if any.
+func newServer(cfg config, logger *slog.Logger, charger *charge.Client, obs middleware.Observer) (http.Handler, func() error, error) {
 	// The JWKS cache is built here rather than by kyapay.NewVerifier (which
 	// would build one when Keys is nil) only to give it the logger, so a
 	// wrong KYAPAY_JWKS_URL shows up in the log as refresh failures.
@@ -142,10 +211,6 @@ func newServer(cfg config, logger *slog.Logger) (http.Handler, func() error, err
 	if err != nil {
 		return nil, nil, err
 	}
-	charger, err := charge.New(charge.Config{BaseURL: cfg.APIBase, APIKey: cfg.APIKey})
-	if err != nil {
-		return nil, nil, err
-	}
 	store, closeStore, err := openStore(context.Background(), cfg.RedisURL)
 	if err != nil {
 		return nil, nil, err
@@ -161,6 +226,7 @@ func newServer(cfg config, logger *slog.Logger) (http.Handler, func() error, err
 		Charger:  charger,
 		Store:    store, // nil: in memory
 		Logger:   logger.With(slog.String("component", "kyapay")),
+		Observer: obs, // nil: none
 		Policy:   middleware.PolicySeed,
 		// Note the refusal code for the request log line, then answer as
 		// usual.
@@ -221,6 +287,30 @@ func newServer(cfg config, logger *slog.Logger) (http.Handler, func() error, err
 		return errors.Join(closeStore(), keys.Close())
 	}
 	return logRequests(logger, mux), closeAll, nil
+}
+
+// newCharger builds the charge client. With SKYFIRE_API_KEY_FILE the key
+// comes from charge.FileKey: read now (the file must exist and hold a
+// valid key) and again whenever the charge API answers 401, so a rotated
+// key is picked up without a restart. Errors name the variable and the
+// file, never the key.
+func newCharger(cfg config) (*charge.Client, error) {
+	if cfg.APIKeyFile == "" {
+		return charge.New(charge.Config{BaseURL: cfg.APIBase, APIKey: cfg.APIKey})
+	}
+	// charge.New reads and checks the key too, but its error would not
+	// name the variable; reading it here first gives the operator a line
+	// saying which variable and file are wrong. FileKey's and Check's
+	// errors name the path and the problem, never the contents.
+	source := charge.FileKey(cfg.APIKeyFile)
+	key, err := source(context.Background())
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", envAPIKeyFile, err)
+	}
+	if err := key.Check(); err != nil {
+		return nil, fmt.Errorf("%s: %s does not hold a valid key: %v", envAPIKeyFile, strconv.Quote(cfg.APIKeyFile), err)
+	}
+	return charge.New(charge.Config{BaseURL: cfg.APIBase, KeySource: source})
 }
 
 func serveHealthz(w http.ResponseWriter, _ *http.Request) {
