@@ -659,7 +659,7 @@ func (m *Middleware) charge(ctx context.Context, rt *Route, r *http.Request, tok
 	}
 	m.emit(ctx, e)
 	if ce.Reason == charge.ReasonAPIKeyRejected {
-		m.log.LogAttrs(ctx, slog.LevelError, "kyapay: the charge API rejected the seller's API key; check SKYFIRE_API_KEY (charges fail with 503 until it is fixed)",
+		m.log.LogAttrs(ctx, slog.LevelError, "kyapay: the charge API rejected the seller's API key even after re-reading it; fix the configured key (charges fail with 503 until then)",
 			slog.String("error", clip(err.Error())))
 	}
 	if ce.RetryAfter > 0 {
