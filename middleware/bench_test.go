@@ -183,3 +183,123 @@ func BenchmarkPaidRoutePaired(b *testing.B) {
 	sort.Float64s(ratios)
 	b.ReportMetric(ratios[len(ratios)/2], "paid/rawPOST")
 }
+
+// medianRatio returns the median of ratios (sorted in place).
+func medianRatio(ratios []float64) float64 {
+	sort.Float64s(ratios)
+	return ratios[len(ratios)/2]
+}
+
+// loopbackGet returns a function doing one keep-alive GET of url with the
+// token header, failing the benchmark on any status but 200.
+func loopbackGet(b *testing.B, client *http.Client, url string) func(token string) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return func(token string) {
+		req.Header.Set(kyapay.HeaderName, token)
+		resp, err := client.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			b.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+}
+
+// benchKYALoopbackPaired serves the bare handler and the same handler
+// behind an identity route on two loopback servers, and times, in each
+// iteration, one keep-alive GET to each with the same token header (drawn
+// from a pool of n distinct kya tokens, all verified once beforehand so
+// every request is a cache hit). It reports the median per-pair time ratio
+// "kya/bare" and its inverse "throughput", the fraction of the bare
+// handler's request rate the gated route keeps.
+func benchKYALoopbackPaired(b *testing.B, n int) {
+	iss := kyapaytest.NewIssuer()
+	b.Cleanup(iss.Close)
+	m, err := middleware.New(middleware.Config{Verifier: benchVerifier(b, iss, 0)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { m.Close() })
+	bare := httptest.NewServer(benchHandler())
+	b.Cleanup(bare.Close)
+	gated := httptest.NewServer(m.MustWrap(benchHandler(), middleware.Identity()))
+	b.Cleanup(gated.Close)
+	tokens := make([]string, n)
+	for i := range tokens {
+		tokens[i] = iss.Mint(kyapay.TypeKYA)
+		// Each token arrives in its own buffer, as a server receives it.
+		tokens[i] = string([]byte(tokens[i]))
+	}
+	getBare := loopbackGet(b, bare.Client(), bare.URL)
+	getGated := loopbackGet(b, gated.Client(), gated.URL)
+	for _, t := range tokens {
+		getGated(t) // warm the verified-token cache
+	}
+	ratios := make([]float64, 0, b.N)
+	i := 0
+	for b.Loop() {
+		tok := tokens[i%n]
+		i++
+		t0 := time.Now()
+		getBare(tok)
+		t1 := time.Now()
+		getGated(tok)
+		t2 := time.Now()
+		ratios = append(ratios, float64(t2.Sub(t1))/float64(t1.Sub(t0)))
+	}
+	r := medianRatio(ratios)
+	b.ReportMetric(r, "kya/bare")
+	b.ReportMetric(1/r, "throughput")
+}
+
+// BenchmarkKYALoopbackPaired: one repeated token.
+func BenchmarkKYALoopbackPaired(b *testing.B) { benchKYALoopbackPaired(b, 1) }
+
+// BenchmarkKYAPoolLoopbackPaired: 10,000 distinct cached tokens.
+func BenchmarkKYAPoolLoopbackPaired(b *testing.B) { benchKYALoopbackPaired(b, 10_000) }
+
+// BenchmarkObserverPaired times the cached identity route in-process with
+// no Observer and with a no-op Observer, back to back, and reports the
+// median per-pair ratio "observed/unobserved": what building and handing
+// over the events costs when something listens. With no Observer (and the
+// default discarding logger) no Event is built at all.
+func BenchmarkObserverPaired(b *testing.B) {
+	iss := kyapaytest.NewIssuer()
+	b.Cleanup(iss.Close)
+	v := benchVerifier(b, iss, 0)
+	plain, err := middleware.New(middleware.Config{Verifier: v})
+	if err != nil {
+		b.Fatal(err)
+	}
+	observed, err := middleware.New(middleware.Config{Verifier: v, Observer: middleware.ObserverFunc(func(context.Context, middleware.Event) {})})
+	if err != nil {
+		b.Fatal(err)
+	}
+	hPlain := plain.MustWrap(benchHandler(), middleware.Identity())
+	hObserved := observed.MustWrap(benchHandler(), middleware.Identity())
+	r := httptest.NewRequest("GET", "/x", nil)
+	r.Header.Set("skyfire-pay-id", iss.Mint(kyapay.TypeKYA))
+	w := &discardWriter{h: make(http.Header)}
+	hPlain.ServeHTTP(w, r)
+	const block = 100
+	ratios := make([]float64, 0, b.N)
+	for b.Loop() {
+		t0 := time.Now()
+		for range block {
+			hPlain.ServeHTTP(w, r)
+		}
+		t1 := time.Now()
+		for range block {
+			hObserved.ServeHTTP(w, r)
+		}
+		t2 := time.Now()
+		ratios = append(ratios, float64(t2.Sub(t1))/float64(t1.Sub(t0)))
+	}
+	b.ReportMetric(medianRatio(ratios), "observed/unobserved")
+}

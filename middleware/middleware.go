@@ -382,7 +382,7 @@ func (m *Middleware) Serve(w http.ResponseWriter, r *http.Request, rt *Route, ne
 	}
 	var g Grant
 	var err error
-	if isConditional(r) {
+	if rt.needsPay && rt.timing == ChargeBefore && !in.NoCharge && isConditional(r) {
 		// A conditional request may end in 304 Not Modified, which delivers
 		// no content: charge it only after the handler, whatever the timing.
 		g, err = m.authorizeDeferred(r.Context(), rt, in)
