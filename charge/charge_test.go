@@ -445,3 +445,23 @@ func TestConcurrentCharges(t *testing.T) {
 		t.Errorf("server got %d requests; want 64", n)
 	}
 }
+
+func TestCloseIdleConnections(t *testing.T) {
+	var closed int
+	tr := &closeCounter{RoundTripper: http.DefaultTransport, closed: &closed}
+	c, err := New(Config{BaseURL: "http://127.0.0.1:1", APIKey: "k", HTTPClient: &http.Client{Transport: tr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.CloseIdleConnections()
+	if closed != 1 {
+		t.Errorf("transport's CloseIdleConnections called %d times; want 1", closed)
+	}
+}
+
+type closeCounter struct {
+	http.RoundTripper
+	closed *int
+}
+
+func (c *closeCounter) CloseIdleConnections() { *c.closed++ }

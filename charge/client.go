@@ -339,6 +339,16 @@ func defaultBackoff(attempt int) time.Duration {
 // resend the charge and the API key, possibly to another host.
 func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
+// CloseIdleConnections closes the idle keep-alive connections of the
+// client's transport (when it has that method, as *http.Transport does).
+// A Client in use keeps working: later calls open new connections. Call it
+// when the Client is dropped, for example on a configuration reload.
+func (c *Client) CloseIdleConnections() {
+	if t, ok := c.rt.(interface{ CloseIdleConnections() }); ok {
+		t.CloseIdleConnections()
+	}
+}
+
 // newTransport returns the default keep-alive transport.
 func newTransport() *http.Transport {
 	return &http.Transport{
