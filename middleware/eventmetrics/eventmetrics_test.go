@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/kyapay/kyapay-go/internal/sellertest"
 	"github.com/kyapay/kyapay-go/kyapay"
 	"github.com/kyapay/kyapay-go/middleware"
 	"github.com/kyapay/kyapay-go/middleware/eventmetrics"
@@ -254,24 +255,6 @@ func TestRecorderPendingNeverNegative(t *testing.T) {
 	}
 }
 
-// fixedClock is a clock set by the test.
-type fixedClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fixedClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fixedClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
-}
-
 // issuerRows returns RangeIssuers' rows keyed by issuer.
 func issuerRows(r *eventmetrics.Recorder) map[string]string {
 	out := map[string]string{}
@@ -283,7 +266,8 @@ func issuerRows(r *eventmetrics.Recorder) map[string]string {
 
 func TestRecorderIssuers(t *testing.T) {
 	t.Parallel()
-	clock := &fixedClock{t: time.Unix(1_800_000_000, 0)}
+	clock := new(sellertest.Clock)
+	clock.Advance(1_800_000_000 * time.Second)
 	r := eventmetrics.NewRecorder(eventmetrics.NewConfig(eventmetrics.WithClock(clock.Now), eventmetrics.WithMaxIssuers(2)))
 	a, b, c, d := "https://a.example", "https://b.example", "https://c.example", "https://d.example"
 	record := func(k middleware.EventKind, iss string, keys int) eventmetrics.Class {
@@ -299,7 +283,7 @@ func TestRecorderIssuers(t *testing.T) {
 	if cl.Issuer != a || !cl.RefreshedAt.Equal(clock.Now()) {
 		t.Errorf("first refresh: %+v; want issuer %s at %v", cl, a, clock.Now())
 	}
-	clock.Set(time.Unix(1_800_000_300, 0))
+	clock.Advance(300 * time.Second)
 	if cl := record(middleware.EventKeysRefreshFailed, a, 0); cl.Issuer != a || !cl.RefreshedAt.IsZero() {
 		t.Errorf("failed refresh: %+v; want issuer %s, no refresh time", cl, a)
 	}
@@ -312,7 +296,7 @@ func TestRecorderIssuers(t *testing.T) {
 	if cl := record(middleware.EventKeysRefreshed, c, 4); cl.Issuer != eventmetrics.OtherIssuer || cl.RefreshedAt.IsZero() {
 		t.Errorf("third issuer: %+v; want other with a refresh time", cl)
 	}
-	clock.Set(time.Unix(1_800_000_360, 0))
+	clock.Advance(60 * time.Second)
 	if cl := record(middleware.EventKeysRefreshed, d, 5); cl.Issuer != eventmetrics.OtherIssuer {
 		t.Errorf("fourth issuer: %q; want other", cl.Issuer)
 	}

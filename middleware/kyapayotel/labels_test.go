@@ -19,9 +19,12 @@ func TestInvalidUTF8Attributes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
-	obs.Observe(ctx, middleware.Event{Kind: middleware.EventRefused, Route: "r\xff", Code: kyapay.CodeTokenMissing})
-	obs.Observe(ctx, middleware.Event{Kind: middleware.EventKeyUnknown, Issuer: "\xffiss"})
+	for _, e := range []middleware.Event{
+		{Kind: middleware.EventRefused, Route: "r\xff", Code: kyapay.CodeTokenMissing},
+		{Kind: middleware.EventKeyUnknown, Issuer: "\xffiss"},
+	} {
+		obs.Observe(context.Background(), e)
+	}
 	points, _ := s.metrics(t)
 	wantValues(t, points, kyapayotel.MetricRequests, map[string]float64{
 		"code=token_missing,outcome=refused,route=r\uFFFD,token.type=none": 1,
