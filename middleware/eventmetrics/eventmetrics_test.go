@@ -208,13 +208,11 @@ func TestRecorderConcurrent(t *testing.T) {
 	t.Parallel()
 	r := eventmetrics.NewRecorder(eventmetrics.NewConfig())
 	const workers, each = 8, 250
+	types := [2]kyapay.TokenType{kyapay.TypePay, kyapay.TypeKYAPay}
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Go(func() {
-			tt := kyapay.TypePay
-			if w%2 == 1 {
-				tt = kyapay.TypeKYAPay
-			}
+			tt := types[w%2]
 			for i := range each {
 				r.Record(middleware.Event{Kind: middleware.EventPaid, Route: "report", TokenType: tt, Amount: kyapay.MustParseAmount("0.000001")})
 				r.Record(middleware.Event{Kind: middleware.EventPaid, Route: "report", TokenType: tt, Amount: kyapay.MustParseAmount("0.1")})
