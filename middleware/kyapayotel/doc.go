@@ -43,7 +43,9 @@
 // whose token verified and whose charge then failed counts once as verified
 // and once as refused. Charges have the outcomes paid, mismatch, declined,
 // not_sent and unknown. No attribute ever carries a jti, a subject, an email
-// or a token.
+// or a token, and every metric attribute value is valid UTF-8 (an invalid
+// byte sequence in a route or issuer becomes U+FFFD, as in kyapayprom):
+// OTLP encodes attribute values as protobuf strings, which must be.
 //
 // kyapay.charged is an observable counter kept as an integer number of
 // micro-dollars and reported, at each collection, as the float64 nearest to

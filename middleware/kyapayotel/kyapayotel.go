@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -14,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/kyapay/kyapay-go/middleware"
+	"github.com/kyapay/kyapay-go/middleware/eventmetrics"
 )
 
 // ScopeName is the instrumentation scope of the Meter and Tracer this
@@ -94,44 +94,28 @@ const (
 	AttrChargeReason = attribute.Key("kyapay.charge.reason")
 )
 
-const (
-	microsPerUSD           = 1_000_000
-	defaultMaxIssuerLabels = 16
-	otherIssuer            = "other"
-)
-
 // DefaultChargeBuckets are the charge latency histogram's bucket
 // boundaries, in seconds: from 5 ms to the middleware's default 15 s charge
-// timeout. They are advice to the SDK, which a View may override.
-var DefaultChargeBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15}
+// timeout. They are advice to the SDK, which a View may override. They are
+// [eventmetrics.DefaultChargeBuckets].
+var DefaultChargeBuckets = eventmetrics.DefaultChargeBuckets
 
-// Option adjusts [New].
-type Option func(*config)
-
-type config struct {
-	buckets    []float64
-	now        func() time.Time
-	maxIssuers int
-}
+// Option adjusts [New]. It is the option type of every metric adapter of
+// the middleware.
+type Option = eventmetrics.Option
 
 // WithChargeBuckets sets the charge latency histogram's bucket boundaries,
 // in seconds. Default: [DefaultChargeBuckets].
-func WithChargeBuckets(b []float64) Option {
-	return func(c *config) { c.buckets = append([]float64(nil), b...) }
-}
+func WithChargeBuckets(b []float64) Option { return eventmetrics.WithChargeBuckets(b) }
 
 // WithClock sets the clock that dates key fetches for [MetricJWKSAge].
 // Default: time.Now.
-func WithClock(now func() time.Time) Option {
-	return func(c *config) { c.now = now }
-}
+func WithClock(now func() time.Time) Option { return eventmetrics.WithClock(now) }
 
 // WithMaxIssuers bounds how many distinct kyapay.issuer values the key
 // metrics use; events about further issuers are reported as "other".
 // Default: 16.
-func WithMaxIssuers(n int) Option {
-	return func(c *config) { c.maxIssuers = n }
-}
+func WithMaxIssuers(n int) Option { return eventmetrics.WithMaxIssuers(n) }
 
 // Observer turns middleware events into OpenTelemetry metrics, and adds
 // each event to the request's span when that span is recording. Install it
@@ -154,22 +138,10 @@ type Observer struct {
 	// values are bounded (route, token type, outcome, code, issuer), and a
 	// cached option makes a measurement allocate nothing.
 	opts sync.Map
-	// usd maps a usdKey to a *atomic.Int64 sum of micro-dollars.
-	usd     sync.Map
-	pending atomic.Int64
-
-	now        func() time.Time
-	maxIssuers int
-	issuersMu  sync.Mutex
-	issuers    map[string]*issuerState
-}
-
-type usdKey struct{ route, tokenType string }
-
-// issuerState is what the key metrics report about one issuer.
-type issuerState struct {
-	lastOK time.Time // zero until a fetch succeeded
-	keys   int64
+	// rec classifies events and keeps the exact USD sums, the pending
+	// count and the issuers' key state.
+	rec *eventmetrics.Recorder
+	now func() time.Time
 }
 
 // New creates an Observer whose instruments come from mp's Meter named
@@ -180,18 +152,9 @@ func New(mp metric.MeterProvider, opts ...Option) (*Observer, error) {
 	if mp == nil {
 		mp = otel.GetMeterProvider()
 	}
-	cfg := config{buckets: DefaultChargeBuckets, now: time.Now, maxIssuers: defaultMaxIssuerLabels}
-	for _, o := range opts {
-		o(&cfg)
-	}
-	if cfg.now == nil {
-		cfg.now = time.Now
-	}
-	if cfg.maxIssuers < 1 {
-		cfg.maxIssuers = 1
-	}
+	cfg := eventmetrics.NewConfig(opts...)
 	m := mp.Meter(ScopeName)
-	o := &Observer{now: cfg.now, maxIssuers: cfg.maxIssuers, issuers: make(map[string]*issuerState)}
+	o := &Observer{rec: eventmetrics.NewRecorder(cfg), now: cfg.Now}
 	var err, e error
 	o.requests, e = m.Int64Counter(MetricRequests, metric.WithUnit("{request}"),
 		metric.WithDescription("Gate decisions on requests: verified, refused (with the refusal code) or replayed."))
@@ -201,7 +164,7 @@ func New(mp metric.MeterProvider, opts ...Option) (*Observer, error) {
 	err = errors.Join(err, e)
 	o.duration, e = m.Float64Histogram(MetricChargeDuration, metric.WithUnit("s"),
 		metric.WithDescription("Duration of charge calls, retries included."),
-		metric.WithExplicitBucketBoundaries(cfg.buckets...))
+		metric.WithExplicitBucketBoundaries(cfg.ChargeBuckets...))
 	err = errors.Join(err, e)
 	o.reconciled, e = m.Int64Counter(MetricReconciled, metric.WithUnit("{charge}"),
 		metric.WithDescription("Charges of unknown outcome that were resolved: charged or not_charged."))
@@ -235,68 +198,38 @@ func New(mp metric.MeterProvider, opts ...Option) (*Observer, error) {
 
 // observe reports the observable instruments.
 func (o *Observer) observe(_ context.Context, ob metric.Observer) error {
-	o.usd.Range(func(k, v any) bool {
-		key := k.(usdKey)
-		ob.ObserveFloat64(o.charged, usdValue(v.(*atomic.Int64).Load()),
-			metric.WithAttributes(AttrRoute.String(key.route), AttrTokenType.String(key.tokenType)))
-		return true
+	o.rec.RangeUSD(func(route, tokenType string, usd float64) {
+		ob.ObserveFloat64(o.charged, usd, metric.WithAttributes(AttrRoute.String(route), AttrTokenType.String(tokenType)))
 	})
-	ob.ObserveInt64(o.pendingObs, o.pending.Load())
+	ob.ObserveInt64(o.pendingObs, o.rec.Pending())
 	now := o.now()
-	o.issuersMu.Lock()
-	defer o.issuersMu.Unlock()
-	for iss, st := range o.issuers {
-		if st.lastOK.IsZero() {
-			continue
-		}
+	o.rec.RangeIssuers(func(iss string, lastOK time.Time, keys int) {
 		attrs := metric.WithAttributes(AttrIssuer.String(iss))
-		ob.ObserveFloat64(o.age, max(now.Sub(st.lastOK).Seconds(), 0), attrs)
-		ob.ObserveInt64(o.keys, st.keys, attrs)
-	}
+		ob.ObserveFloat64(o.age, max(now.Sub(lastOK).Seconds(), 0), attrs)
+		ob.ObserveInt64(o.keys, int64(keys), attrs)
+	})
 	return nil
 }
 
 // Observe records one event, and adds it to the span in ctx when that
 // span is recording. Unknown kinds are ignored.
 func (o *Observer) Observe(ctx context.Context, e middleware.Event) {
-	switch e.Kind {
-	case middleware.EventVerified:
-		o.requests.Add(ctx, 1, o.full(e, "verified", "").add...)
-	case middleware.EventRefused:
-		o.requests.Add(ctx, 1, o.full(e, "refused", string(e.Code)).add...)
-	case middleware.EventReplayed:
-		o.requests.Add(ctx, 1, o.full(e, "replayed", "").add...)
-	case middleware.EventPaid, middleware.EventMismatch:
-		o.charge(ctx, e)
-		o.addUSD(e)
-	case middleware.EventDeclined, middleware.EventNotSent:
-		o.charge(ctx, e)
-	case middleware.EventUnknown:
-		o.charge(ctx, e)
-		o.pending.Add(1)
-	case middleware.EventReconciled:
-		outcome := "not_charged"
-		if e.Code == "" {
-			outcome = "charged"
-			o.addUSD(e)
-		}
-		o.reconciled.Add(ctx, 1, o.attrs(attrKey{layout: layoutRouteOutcome, name: e.Route, outcome: outcome}).add...)
-		for {
-			n := o.pending.Load()
-			if n <= 0 || o.pending.CompareAndSwap(n, n-1) {
-				break
-			}
-		}
-	case middleware.EventKeysRefreshed:
-		iss := o.issuer(e.Issuer, func(st *issuerState) { st.lastOK, st.keys = o.now(), int64(e.Keys) })
-		o.refreshes.Add(ctx, 1, o.attrs(attrKey{layout: layoutIssuer, name: iss, outcome: "ok"}).add...)
-	case middleware.EventKeysRefreshFailed:
-		iss := o.issuer(e.Issuer, nil)
-		o.refreshes.Add(ctx, 1, o.attrs(attrKey{layout: layoutIssuer, name: iss, outcome: "error"}).add...)
-	case middleware.EventKeyUnknown:
-		o.keyUnknown.Add(ctx, 1, o.attrs(attrKey{layout: layoutIssuer, name: o.issuer(e.Issuer, nil)}).add...)
-	default:
+	c, ok := o.rec.Record(e)
+	if !ok {
 		return
+	}
+	switch c.Family {
+	case eventmetrics.FamilyRequests:
+		o.requests.Add(ctx, 1, o.attrs(layoutFull, c).add...)
+	case eventmetrics.FamilyCharges:
+		o.charges.Add(ctx, 1, o.attrs(layoutFull, c).add...)
+		o.duration.Record(ctx, e.Duration.Seconds(), o.attrs(layoutRouteOutcome, c).rec...)
+	case eventmetrics.FamilyReconciled:
+		o.reconciled.Add(ctx, 1, o.attrs(layoutRouteOutcome, c).add...)
+	case eventmetrics.FamilyKeyRefreshes:
+		o.refreshes.Add(ctx, 1, o.attrs(layoutIssuer, c).add...)
+	case eventmetrics.FamilyKeyUnknown:
+		o.keyUnknown.Add(ctx, 1, o.attrs(layoutIssuer, c).add...)
 	}
 	if sp := trace.SpanFromContext(ctx); sp.IsRecording() {
 		sp.AddEvent("kyapay."+e.Kind.String(), trace.WithAttributes(spanEventAttrs(e)...))
@@ -346,13 +279,18 @@ type measureOpts struct {
 	rec []metric.RecordOption
 }
 
-// full returns the layoutFull options for e with outcome and code.
-func (o *Observer) full(e middleware.Event, outcome, code string) *measureOpts {
-	return o.attrs(attrKey{layout: layoutFull, name: e.Route, tokenType: e.TokenType.String(), outcome: outcome, code: code})
-}
-
-// attrs returns the cached options of k, building them the first time.
-func (o *Observer) attrs(k attrKey) *measureOpts {
+// attrs returns the cached options of c's values in layout, building them
+// the first time.
+func (o *Observer) attrs(layout uint8, c eventmetrics.Class) *measureOpts {
+	k := attrKey{layout: layout, outcome: c.Outcome}
+	switch layout {
+	case layoutFull:
+		k.name, k.tokenType, k.code = c.Route, c.TokenType, c.Code
+	case layoutRouteOutcome:
+		k.name = c.Route
+	case layoutIssuer:
+		k.name = c.Issuer
+	}
 	if v, ok := o.opts.Load(k); ok {
 		return v.(*measureOpts)
 	}
@@ -375,55 +313,3 @@ func (o *Observer) attrs(k attrKey) *measureOpts {
 	v, _ := o.opts.LoadOrStore(k, &measureOpts{add: []metric.AddOption{opt}, rec: []metric.RecordOption{opt}})
 	return v.(*measureOpts)
 }
-
-// charge records a charge call's end and its duration.
-func (o *Observer) charge(ctx context.Context, e middleware.Event) {
-	outcome := e.Kind.String()
-	o.charges.Add(ctx, 1, o.full(e, outcome, string(e.Code)).add...)
-	o.duration.Record(ctx, e.Duration.Seconds(), o.attrs(attrKey{layout: layoutRouteOutcome, name: e.Route, outcome: outcome}).rec...)
-}
-
-// addUSD adds e.Amount to the exact micro-dollar sum of its route and
-// token type.
-func (o *Observer) addUSD(e middleware.Event) {
-	micros := e.Amount.Micros()
-	if micros == 0 {
-		return
-	}
-	k := usdKey{e.Route, e.TokenType.String()}
-	v, ok := o.usd.Load(k)
-	if !ok {
-		v, _ = o.usd.LoadOrStore(k, new(atomic.Int64))
-	}
-	v.(*atomic.Int64).Add(micros)
-}
-
-// issuer returns the attribute value for iss (itself while fewer than
-// maxIssuers distinct issuers were seen, else "other") and applies update,
-// if any, to its state.
-func (o *Observer) issuer(iss string, update func(*issuerState)) string {
-	o.issuersMu.Lock()
-	defer o.issuersMu.Unlock()
-	st, ok := o.issuers[iss]
-	if !ok {
-		if len(o.issuers) >= o.maxIssuers {
-			iss = otherIssuer
-			if st = o.issuers[iss]; st == nil {
-				st = new(issuerState)
-				o.issuers[iss] = st
-			}
-		} else {
-			st = new(issuerState)
-			o.issuers[iss] = st
-		}
-	}
-	if update != nil {
-		update(st)
-	}
-	return iss
-}
-
-// usdValue converts micro-dollars to the float64 nearest to the exact
-// decimal; below 10^15 micro-dollars (one billion USD) its shortest decimal
-// form is that exact decimal.
-func usdValue(micros int64) float64 { return float64(micros) / microsPerUSD }

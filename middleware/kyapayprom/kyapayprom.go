@@ -4,15 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kyapay/kyapay-go/middleware"
+	"github.com/kyapay/kyapay-go/middleware/eventmetrics"
 )
 
 // Metric names. Every name starts with "kyapay_", counters end in
@@ -57,10 +54,6 @@ const (
 )
 
 const (
-	microsPerUSD           = 1_000_000
-	defaultMaxIssuerLabels = 16
-	otherIssuer            = "other"
-
 	labelRoute   = "route"
 	labelType    = "token_type"
 	labelOutcome = "outcome"
@@ -69,37 +62,27 @@ const (
 )
 
 // DefaultChargeBuckets are the charge latency histogram's buckets, in
-// seconds: from 5 ms to the middleware's default 15 s charge timeout.
-var DefaultChargeBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15}
+// seconds: from 5 ms to the middleware's default 15 s charge timeout. They
+// are [eventmetrics.DefaultChargeBuckets].
+var DefaultChargeBuckets = eventmetrics.DefaultChargeBuckets
 
-// Option adjusts [New].
-type Option func(*config)
-
-type config struct {
-	buckets    []float64
-	now        func() time.Time
-	maxIssuers int
-}
+// Option adjusts [New]. It is the option type of every metric adapter of
+// the middleware.
+type Option = eventmetrics.Option
 
 // WithChargeBuckets sets the upper bounds, in seconds, of the charge
 // latency histogram's buckets. Default: [DefaultChargeBuckets].
-func WithChargeBuckets(b []float64) Option {
-	return func(c *config) { c.buckets = append([]float64(nil), b...) }
-}
+func WithChargeBuckets(b []float64) Option { return eventmetrics.WithChargeBuckets(b) }
 
 // WithClock sets the clock that stamps successful key refreshes
 // (kyapay_jwks_last_refresh_timestamp_seconds). Default: time.Now.
-func WithClock(now func() time.Time) Option {
-	return func(c *config) { c.now = now }
-}
+func WithClock(now func() time.Time) Option { return eventmetrics.WithClock(now) }
 
 // WithMaxIssuers bounds how many distinct issuer label values the key
 // metrics use; events about further issuers are counted under
 // issuer="other". Issuers come from the Verifier's configuration, so the
 // bound only guards against a misconfiguration. Default: 16.
-func WithMaxIssuers(n int) Option {
-	return func(c *config) { c.maxIssuers = n }
-}
+func WithMaxIssuers(n int) Option { return eventmetrics.WithMaxIssuers(n) }
 
 // Observer turns middleware events into Prometheus metrics. Install it as
 // [middleware.Config.Observer]. It is safe for concurrent use, and Observe
@@ -117,19 +100,10 @@ type Observer struct {
 
 	usdDesc     *prometheus.Desc
 	pendingDesc *prometheus.Desc
-	// usd maps a usdKey to a *atomic.Int64 sum of micro-dollars.
-	usd sync.Map
-	// pending counts charges whose outcome is unknown and not yet
-	// reconciled; it never goes below zero.
-	pending atomic.Int64
-
-	now        func() time.Time
-	maxIssuers int
-	issuersMu  sync.Mutex
-	issuers    map[string]struct{}
+	// rec classifies events and keeps the exact USD sums, the pending
+	// count and the issuer cap.
+	rec *eventmetrics.Recorder
 }
-
-type usdKey struct{ route, tokenType string }
 
 // New creates an Observer and registers its metrics on reg, which must
 // not be nil: a library never registers on the global default registry,
@@ -142,16 +116,7 @@ func New(reg prometheus.Registerer, opts ...Option) (*Observer, error) {
 	if reg == nil {
 		return nil, errors.New("kyapayprom: nil Registerer (pass the registry your /metrics page serves)")
 	}
-	cfg := config{buckets: DefaultChargeBuckets, now: time.Now, maxIssuers: defaultMaxIssuerLabels}
-	for _, o := range opts {
-		o(&cfg)
-	}
-	if cfg.now == nil {
-		cfg.now = time.Now
-	}
-	if cfg.maxIssuers < 1 {
-		cfg.maxIssuers = 1
-	}
+	cfg := eventmetrics.NewConfig(opts...)
 	o := &Observer{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: MetricRequests,
@@ -164,7 +129,7 @@ func New(reg prometheus.Registerer, opts ...Option) (*Observer, error) {
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    MetricChargeDuration,
 			Help:    "Duration of charge calls in seconds, retries included, by outcome.",
-			Buckets: cfg.buckets,
+			Buckets: cfg.ChargeBuckets,
 		}, []string{labelRoute, labelOutcome}),
 		reconciled: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: MetricReconciled,
@@ -192,9 +157,7 @@ func New(reg prometheus.Registerer, opts ...Option) (*Observer, error) {
 		pendingDesc: prometheus.NewDesc(MetricUnknownPending,
 			"Charges whose outcome is unknown and not yet reconciled; each is logged at Error with the jti to reconcile.",
 			nil, nil),
-		now:        cfg.now,
-		maxIssuers: cfg.maxIssuers,
-		issuers:    make(map[string]struct{}),
+		rec: eventmetrics.NewRecorder(cfg),
 	}
 	if err := reg.Register(collector{o}); err != nil {
 		return nil, fmt.Errorf("kyapayprom: registering metrics: %w", err)
@@ -204,99 +167,28 @@ func New(reg prometheus.Registerer, opts ...Option) (*Observer, error) {
 
 // Observe records one event. Unknown kinds are ignored.
 func (o *Observer) Observe(_ context.Context, e middleware.Event) {
-	switch e.Kind {
-	case middleware.EventVerified:
-		o.requests.WithLabelValues(lv(e.Route), e.TokenType.String(), "verified", "").Inc()
-	case middleware.EventRefused:
-		o.requests.WithLabelValues(lv(e.Route), e.TokenType.String(), "refused", lv(string(e.Code))).Inc()
-	case middleware.EventReplayed:
-		o.requests.WithLabelValues(lv(e.Route), e.TokenType.String(), "replayed", "").Inc()
-	case middleware.EventPaid, middleware.EventMismatch:
-		o.charge(e)
-		o.addUSD(e)
-	case middleware.EventDeclined, middleware.EventNotSent:
-		o.charge(e)
-	case middleware.EventUnknown:
-		o.charge(e)
-		o.pending.Add(1)
-	case middleware.EventReconciled:
-		outcome := "not_charged"
-		if e.Code == "" {
-			outcome = "charged"
-			o.addUSD(e)
-		}
-		o.reconciled.WithLabelValues(lv(e.Route), outcome).Inc()
-		for {
-			n := o.pending.Load()
-			if n <= 0 || o.pending.CompareAndSwap(n, n-1) {
-				break
-			}
-		}
-	case middleware.EventKeysRefreshed:
-		iss := o.issuer(e.Issuer)
-		o.refreshes.WithLabelValues(iss, "ok").Inc()
-		o.lastOK.WithLabelValues(iss).Set(float64(o.now().UnixNano()) / 1e9)
-		o.keys.WithLabelValues(iss).Set(float64(e.Keys))
-	case middleware.EventKeysRefreshFailed:
-		o.refreshes.WithLabelValues(o.issuer(e.Issuer), "error").Inc()
-	case middleware.EventKeyUnknown:
-		o.keyUnknown.WithLabelValues(o.issuer(e.Issuer)).Inc()
-	}
-}
-
-// charge counts a charge call's end and its duration.
-func (o *Observer) charge(e middleware.Event) {
-	outcome := e.Kind.String()
-	route := lv(e.Route)
-	o.charges.WithLabelValues(route, e.TokenType.String(), outcome, lv(string(e.Code))).Inc()
-	o.duration.WithLabelValues(route, outcome).Observe(e.Duration.Seconds())
-}
-
-// addUSD adds e.Amount to the exact micro-dollar sum of its route and
-// token type.
-func (o *Observer) addUSD(e middleware.Event) {
-	micros := e.Amount.Micros()
-	if micros == 0 {
+	c, ok := o.rec.Record(e)
+	if !ok {
 		return
 	}
-	k := usdKey{lv(e.Route), e.TokenType.String()}
-	v, ok := o.usd.Load(k)
-	if !ok {
-		v, _ = o.usd.LoadOrStore(k, new(atomic.Int64))
+	switch c.Family {
+	case eventmetrics.FamilyRequests:
+		o.requests.WithLabelValues(c.Route, c.TokenType, c.Outcome, c.Code).Inc()
+	case eventmetrics.FamilyCharges:
+		o.charges.WithLabelValues(c.Route, c.TokenType, c.Outcome, c.Code).Inc()
+		o.duration.WithLabelValues(c.Route, c.Outcome).Observe(e.Duration.Seconds())
+	case eventmetrics.FamilyReconciled:
+		o.reconciled.WithLabelValues(c.Route, c.Outcome).Inc()
+	case eventmetrics.FamilyKeyRefreshes:
+		o.refreshes.WithLabelValues(c.Issuer, c.Outcome).Inc()
+		if !c.RefreshedAt.IsZero() {
+			o.lastOK.WithLabelValues(c.Issuer).Set(float64(c.RefreshedAt.UnixNano()) / 1e9)
+			o.keys.WithLabelValues(c.Issuer).Set(float64(e.Keys))
+		}
+	case eventmetrics.FamilyKeyUnknown:
+		o.keyUnknown.WithLabelValues(c.Issuer).Inc()
 	}
-	v.(*atomic.Int64).Add(micros)
 }
-
-// issuer returns the label value for iss: itself while fewer than
-// maxIssuers distinct issuers were seen, else "other".
-func (o *Observer) issuer(iss string) string {
-	iss = lv(iss)
-	o.issuersMu.Lock()
-	defer o.issuersMu.Unlock()
-	if _, ok := o.issuers[iss]; ok {
-		return iss
-	}
-	if len(o.issuers) >= o.maxIssuers {
-		return otherIssuer
-	}
-	o.issuers[iss] = struct{}{}
-	return iss
-}
-
-// lv makes s a valid label value: Prometheus refuses (and the vectors
-// panic on) label values that are not valid UTF-8.
-func lv(s string) string {
-	if utf8.ValidString(s) {
-		return s
-	}
-	return strings.ToValidUTF8(s, "\uFFFD")
-}
-
-// usdValue converts micro-dollars to the float64 nearest to the exact
-// decimal. Below 10^15 micro-dollars (one billion USD) that decimal has at
-// most 15 significant digits, so the text exposition's shortest float
-// formatting prints it exactly ("0.3", never "0.30000000000000004").
-func usdValue(micros int64) float64 { return float64(micros) / microsPerUSD }
 
 // collector is the Observer as a prometheus.Collector, kept unexported so
 // that the Observer's API is Observe alone.
@@ -326,11 +218,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	o.lastOK.Collect(ch)
 	o.keys.Collect(ch)
 	o.keyUnknown.Collect(ch)
-	o.usd.Range(func(k, v any) bool {
-		key := k.(usdKey)
-		ch <- prometheus.MustNewConstMetric(o.usdDesc, prometheus.CounterValue,
-			usdValue(v.(*atomic.Int64).Load()), key.route, key.tokenType)
-		return true
+	o.rec.RangeUSD(func(route, tokenType string, usd float64) {
+		ch <- prometheus.MustNewConstMetric(o.usdDesc, prometheus.CounterValue, usd, route, tokenType)
 	})
-	ch <- prometheus.MustNewConstMetric(o.pendingDesc, prometheus.GaugeValue, float64(o.pending.Load()))
+	ch <- prometheus.MustNewConstMetric(o.pendingDesc, prometheus.GaugeValue, float64(o.rec.Pending()))
 }
