@@ -298,7 +298,7 @@ func TestUnknownChargeFoundMadeOnRetry(t *testing.T) {
 				var logs syncBuffer
 				e := sellertest.New(t, func(c *middleware.Config) {
 					c.Observer = rec
-					c.ChargeTimeout = 200 * time.Millisecond
+					c.ChargeTimeout = time.Second // ends held charges; normal ones finish well within it on a busy machine
 					c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 				})
 				h := &counted{}
@@ -368,7 +368,7 @@ func TestUnknownChargeNotMadeRetryCharges(t *testing.T) {
 		rec := &recorder{}
 		e := sellertest.New(t, func(c *middleware.Config) {
 			c.Observer = rec
-			c.ChargeTimeout = 100 * time.Millisecond
+			c.ChargeTimeout = time.Second // ends held charges; normal ones finish well within it on a busy machine
 			c.ReconcileAfter = time.Minute
 		})
 		h := &counted{}
@@ -404,7 +404,9 @@ func TestReconcileKeylessUnknownCharges(t *testing.T) {
 	rec := &recorder{}
 	e := sellertest.New(t, func(c *middleware.Config) {
 		c.Observer = rec
-		c.ChargeTimeout = 100 * time.Millisecond
+		// Ends the two held charges; long enough that the normal charge
+		// below is not cut short on a busy machine.
+		c.ChargeTimeout = time.Second
 		c.ReconcileInterval = -1
 	})
 	route := e.Middleware.MustWrap(&counted{}, middleware.Pay(middleware.FixedPrice("0.01")))
@@ -584,7 +586,7 @@ func TestCloseStopsTheReconciler(t *testing.T) {
 	before := reconcilers()
 	e := sellertest.New(t, func(c *middleware.Config) {
 		c.ReconcileInterval = time.Hour
-		c.ChargeTimeout = 100 * time.Millisecond
+		c.ChargeTimeout = time.Second // ends held charges; normal ones finish well within it on a busy machine
 	})
 	route := e.Middleware.MustWrap(&counted{}, middleware.Pay(middleware.FixedPrice("0.01")))
 	if n := reconcilers(); n != before {

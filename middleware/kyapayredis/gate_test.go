@@ -125,7 +125,7 @@ func testGate(t *testing.T, c kyapayredis.Client) {
 	})
 	t.Run("unknown charge resolved on another replica", func(t *testing.T) {
 		t.Parallel()
-		e, ms := replicas(t, c, func(cfg *middleware.Config) { cfg.ChargeTimeout = 100 * time.Millisecond })
+		e, ms := replicas(t, c, func(cfg *middleware.Config) { cfg.ChargeTimeout = time.Second })
 		var routes [3]http.Handler
 		for i, m := range ms {
 			routes[i] = m.MustWrap(http.HandlerFunc(content), middleware.Pay(middleware.FixedPrice("0.01")))
