@@ -116,10 +116,11 @@
 // structuredContent. A call that was not charged (refused, a failed tool
 // that charges after success, a charge declined) is not stored, so the
 // agent may fix its token and retry under the same key. A result that asks
-// for more input is not stored either. Without a key nothing changes, and
-// free and identity tools ignore it. The Middleware's Store holds the
-// keys ([middleware.Config].Store), so replicas sharing a Store share
-// them.
+// for more input, or one larger than the Middleware's MaxReplayBytes, is
+// not stored either: a retry of such a charged call runs the tool again,
+// without charging. Without a key nothing changes, and free and identity
+// tools ignore it. The Middleware's Store holds the keys
+// ([middleware.Config].Store), so replicas sharing a Store share them.
 //
 // # In the tool handler
 //

@@ -260,7 +260,7 @@ func TestNoIdempotencyKeyEachCallPays(t *testing.T) {
 // receipt, and the tool does not run again.
 func TestIdempotencyUnknownChargeFoundMade(t *testing.T) {
 	h := newHarness(t, harnessOpts{mwOpts: []func(*middleware.Config){func(c *middleware.Config) {
-		c.ChargeTimeout = 200 * time.Millisecond
+		c.ChargeTimeout = time.Second // ends the held charge; long enough for the listing that resolves it
 	}}})
 	c := h.connect(t, clientOpts{})
 	tok := h.seller.Issuer.Mint(kyapay.TypePay, kyapaytest.Balance("1"))

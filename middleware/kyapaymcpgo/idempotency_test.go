@@ -299,7 +299,7 @@ func TestNoIdempotencyKeyEachCallPays(t *testing.T) {
 func TestIdempotencyUnknownChargeFoundMade(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOpts{mw: []func(*middleware.Config){func(c *middleware.Config) {
-		c.ChargeTimeout = 200 * time.Millisecond
+		c.ChargeTimeout = time.Second // ends the held charge; long enough for the listing that resolves it
 	}}})
 	c := e.connect(t)
 	tok := e.Issuer.Mint(kyapay.TypePay, kyapaytest.Balance("1"))

@@ -200,7 +200,8 @@ func ReplayMeta(meta map[string]any, grant *middleware.Grant) map[string]any {
 // Pass nil when there is no result to replay (the tool failed with an
 // error, or its result asks for more input); a charged call then runs the
 // tool again for a duplicate, without charging. A result that does not
-// encode as JSON is not stored either. Finish does nothing for a grant
+// encode as JSON, or whose JSON is larger than the Middleware's
+// [middleware.Config] MaxReplayBytes, is not stored either. Finish does nothing for a grant
 // without a key, and after the first call. Its error is for logs.
 func Finish(ctx context.Context, grant *middleware.Grant, result any) error {
 	var b []byte
