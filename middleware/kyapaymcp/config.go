@@ -18,6 +18,12 @@ const (
 	// ReceiptMetaKey is the key of the *[Receipt] in a charged result's
 	// _meta.
 	ReceiptMetaKey = mcpgate.ReceiptMetaKey
+	// IdempotencyMetaKey is the request _meta key of an idempotency key:
+	// "xyz.skyfire/idempotency-key".
+	IdempotencyMetaKey = mcpgate.IdempotencyMetaKey
+	// ReplayedMetaKey is the result _meta member, true, of a result
+	// replayed for a duplicate call: "xyz.skyfire/replayed".
+	ReplayedMetaKey = mcpgate.ReplayedMetaKey
 )
 
 // Requirement is what one tool demands of the caller's token

@@ -93,6 +93,35 @@
 // [middleware.RefusalDetail] with the code, accepted types, required
 // amount, header, argument and _meta key in structuredContent.
 //
+// # Idempotent calls
+//
+// An agent that retries a paid call (a dropped connection, a timeout) pays
+// once if it sends an idempotency key in the request's _meta, under
+// [IdempotencyMetaKey] ("xyz.skyfire/idempotency-key"), the MCP form of
+// the Idempotency-Key header of HTTP routes:
+//
+//	{"name": "quote", "arguments": {"symbol": "ACME"},
+//	 "_meta": {"xyz.skyfire/idempotency-key": "order-42"}}
+//
+// The key is scoped to the token and the tool and bound to the call's
+// arguments (without the token argument, in a canonical form). The first
+// call with a key runs, and its result, receipt included, is stored. A
+// duplicate while it runs gets an isError result with code
+// idempotency_conflict and a retryAfterSeconds; a duplicate after it
+// completed gets the stored result, with [ReplayedMetaKey] true in its
+// _meta, without running the tool or charging; the same key with other
+// arguments gets idempotency_key_reused, and a key that is not a string of
+// 1 to 255 visible ASCII characters idempotency_key_invalid, each with an
+// [mcpgate.IdempotencyDetail] ({error, message, retryAfterSeconds}) as
+// structuredContent. A call that was not charged (refused, a failed tool
+// that charges after success, a charge declined) is not stored, so the
+// agent may fix its token and retry under the same key. A result that asks
+// for more input, or one larger than the Middleware's MaxReplayBytes, is
+// not stored either: a retry of such a charged call runs the tool again,
+// without charging. Without a key nothing changes, and free and identity
+// tools ignore it. The Middleware's Store holds the keys
+// ([middleware.Config].Store), so replicas sharing a Store share them.
+//
 // # In the tool handler
 //
 // The handler reads the verified claims with [kyapay.FromContext] and, on

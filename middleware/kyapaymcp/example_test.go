@@ -145,6 +145,71 @@ func ExampleAddTool() {
 	// false map[reply:hello, ada@example.com]
 }
 
+// An agent that retries a paid call, after a dropped connection say, sends
+// the same idempotency key in the call's _meta: the retry gets the first
+// result back, marked as replayed, without the tool running or the token
+// being charged again.
+func Example_idempotency() {
+	iss := kyapaytest.NewIssuer()
+	defer iss.Close()
+	v, err := kyapay.NewVerifier(iss.VerifierConfig())
+	if err != nil {
+		panic(err)
+	}
+	defer v.Close()
+	cc, err := charge.New(charge.Config{BaseURL: iss.APIBaseURL(), APIKey: charge.APIKey(iss.APIKey()), HTTPClient: iss.Client()})
+	if err != nil {
+		panic(err)
+	}
+	m, err := middleware.New(middleware.Config{Verifier: v, Charger: cc})
+	if err != nil {
+		panic(err)
+	}
+	g, err := kyapaymcp.New(m, kyapaymcp.Config{Tools: map[string]kyapaymcp.Requirement{
+		"order": {Requirement: middleware.Pay(middleware.FixedPrice("0.50"))},
+	}})
+	if err != nil {
+		panic(err)
+	}
+	server := mcp.NewServer(&mcp.Implementation{Name: "shop", Version: "1"}, nil)
+	orders := 0
+	server.AddTool(&mcp.Tool{Name: "order", InputSchema: &jsonschema.Schema{Type: "object"}},
+		func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			orders++
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: fmt.Sprintf("order #%d placed", orders)}}}, nil
+		})
+	server.AddReceivingMiddleware(g.Middleware())
+
+	st, ct := mcp.NewInMemoryTransports()
+	ss, err := server.Connect(context.Background(), st, nil)
+	if err != nil {
+		panic(err)
+	}
+	defer ss.Close()
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "agent", Version: "1"}, nil).Connect(context.Background(), ct, nil)
+	if err != nil {
+		panic(err)
+	}
+	defer cs.Close()
+	token := iss.Mint(kyapay.TypePay, kyapaytest.Balance("5"))
+	for range 2 {
+		res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "order",
+			Arguments: map[string]any{"item": "book", "skyfire-pay-id": token},
+			Meta:      mcp.Meta{kyapaymcp.IdempotencyMetaKey: "order-2f9c"}})
+		if err != nil {
+			panic(err)
+		}
+		receipt, _ := res.Meta[kyapaymcp.ReceiptMetaKey].(map[string]any)
+		fmt.Println(res.Content[0].(*mcp.TextContent).Text, "charged", receipt["amountCharged"],
+			"replayed", res.Meta[kyapaymcp.ReplayedMetaKey] == true)
+	}
+	fmt.Println("charges:", iss.ChargeCount())
+	// Output:
+	// order #1 placed charged 0.5 replayed false
+	// order #1 placed charged 0.5 replayed true
+	// charges: 1
+}
+
 // firstSentence shortens the long refusal texts.
 func firstSentence(s string) string {
 	if i := strings.Index(s, ". "); i >= 0 {

@@ -2,7 +2,9 @@ package kyapaymcp
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -34,7 +36,9 @@ type Gate struct {
 // the gate and either answers the refusal as an error result or calls the
 // tool with the claims (and, when charged before, the receipt) in its
 // context; a charge-after tool is charged once its result is final and
-// successful. On tools/list it adds the argument and a [ToolInfo] to copies
+// successful. A call with an idempotency key in its _meta
+// ([IdempotencyMetaKey]) is replayed from its stored result when it
+// repeats a completed call (see the package documentation). On tools/list it adds the argument and a [ToolInfo] to copies
 // of the listed tools, and a line to their descriptions. Every other method
 // (initialize, ping, server/discover, notifications, resources, prompts)
 // and every unlisted tool pass through untouched.
@@ -116,39 +120,85 @@ func (g *Gate) serveCall(ctx context.Context, t *mcpgate.Tool, call *mcp.CallToo
 	stripped.Params = &params
 	ctx = context.WithValue(ctx, callKey{}, &gatedCall{gate: g, tool: t.Name(), req: &stripped})
 
-	grant, err := g.core.Authorize(ctx, t, middleware.Input{Token: found.token, TokenErr: found.err})
+	in := middleware.Input{Token: found.token, TokenErr: found.err}
+	in.IdempotencyKey, in.Fingerprint, err = t.Idempotency(params.Meta, params.Arguments)
 	if err != nil {
 		return g.refusalResult(err), nil
 	}
+	grant, err := g.core.Authorize(ctx, t, in)
+	if err != nil {
+		return g.refusalResult(err), nil
+	}
+	if stored, ok := grant.Replay(); ok {
+		return g.replayResult(stored, &grant), nil
+	}
+	keyed := in.IdempotencyKey != ""
+	// finish records a keyed call's end: r is the result delivered, nil
+	// when none is to be replayed.
+	finish := func(r *mcp.CallToolResult) {
+		if !keyed {
+			return
+		}
+		if r == nil || !complete(r) {
+			_ = mcpgate.Finish(ctx, &grant, nil)
+			return
+		}
+		_ = mcpgate.Finish(ctx, &grant, r)
+	}
 	res, err := next(grant.Context(), "tools/call", &stripped)
+	r, _ := res.(*mcp.CallToolResult)
 	if grant.Pending() {
-		r, _ := res.(*mcp.CallToolResult)
 		if err != nil || !final(r) {
 			grant.Abandon()
+			finish(nil)
 			return res, err
 		}
 		receipt, cerr := grant.Commit(ctx)
 		if cerr != nil {
+			// Kept for a retry if the charge's outcome is unknown and it is
+			// found made; released otherwise.
+			finish(r)
 			if ctx.Err() != nil {
 				return nil, ctx.Err() // the caller is gone; nothing charged
 			}
 			return g.refusalResult(cerr), nil
 		}
-		return withReceipt(r, receipt), nil
+		out := withReceipt(r, receipt)
+		finish(out)
+		return out, nil
 	}
-	if receipt, ok := grant.Receipt(); ok && err == nil {
-		if r, ok := res.(*mcp.CallToolResult); ok && r != nil {
-			return withReceipt(r, receipt), nil
-		}
+	if receipt, ok := grant.Receipt(); ok && err == nil && r != nil {
+		out := withReceipt(r, receipt)
+		finish(out)
+		return out, nil
 	}
+	finish(nil)
 	return res, err
+}
+
+// replayResult is the stored result of an earlier call with the same
+// idempotency key, marked as replayed.
+func (g *Gate) replayResult(stored []byte, grant *middleware.Grant) *mcp.CallToolResult {
+	var r mcp.CallToolResult
+	if err := json.Unmarshal(stored, &r); err != nil {
+		return g.refusalResult(kyapay.NewError(kyapay.CodeInternal, "", fmt.Errorf("kyapaymcp: stored result: %w", err)))
+	}
+	r.Meta = mcpgate.ReplayMeta(r.Meta, grant)
+	return &r
+}
+
+// complete reports whether r is a result that ends the call, successful or
+// not, rather than asking the client for more input: only such a result
+// is stored for replay.
+func complete(r *mcp.CallToolResult) bool {
+	return !r.NeedsInput() && r.InputRequests == nil
 }
 
 // final reports whether r is a final, successful tool result: the only
 // kind a charge-after tool is charged for. An error result and a result
 // that asks the client for more input (multi round-trip) are not.
 func final(r *mcp.CallToolResult) bool {
-	return r != nil && !r.IsError && !r.NeedsInput() && r.InputRequests == nil
+	return r != nil && !r.IsError && complete(r)
 }
 
 // withReceipt returns a copy of r carrying the receipt in its _meta. The
@@ -160,14 +210,16 @@ func withReceipt(r *mcp.CallToolResult, rc charge.Receipt) *mcp.CallToolResult {
 }
 
 // refusalResult renders a refusal from the gate as a tool error result:
-// the caller-facing text in content, and a [middleware.RefusalDetail]
-// with the argument and the _meta key in structuredContent.
+// the caller-facing text in content, and in structuredContent a
+// [middleware.RefusalDetail] with the argument and the _meta key, or an
+// [mcpgate.IdempotencyDetail] for an idempotency key that cannot be
+// honoured.
 func (g *Gate) refusalResult(err error) *mcp.CallToolResult {
-	d := g.core.RefusalDetail(err)
+	text, detail := g.core.ErrorResult(err)
 	return &mcp.CallToolResult{
 		IsError:           true,
-		Content:           []mcp.Content{&mcp.TextContent{Text: d.Message}},
-		StructuredContent: d,
+		Content:           []mcp.Content{&mcp.TextContent{Text: text}},
+		StructuredContent: detail,
 	}
 }
 

@@ -68,17 +68,30 @@ type recorder struct {
 	args  map[string][]string // tool -> raw arguments of each call
 	metas map[string][]mcp.Meta
 	runs  atomic.Int32
+	// hook, when set, runs in every tool call after it was recorded.
+	hook func(name string)
 }
 
 func (r *recorder) record(name string, req *mcp.CallToolRequest) {
 	r.runs.Add(1)
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if r.args == nil {
 		r.args, r.metas = map[string][]string{}, map[string][]mcp.Meta{}
 	}
 	r.args[name] = append(r.args[name], string(req.Params.Arguments))
 	r.metas[name] = append(r.metas[name], req.Params.Meta)
+	hook := r.hook
+	r.mu.Unlock()
+	if hook != nil {
+		hook(name)
+	}
+}
+
+// setHook makes every later tool call run hook.
+func (r *recorder) setHook(hook func(name string)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.hook = hook
 }
 
 func (r *recorder) lastArgs(name string) string {

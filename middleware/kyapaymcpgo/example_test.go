@@ -112,6 +112,53 @@ func ExampleGate_Tool() {
 	// rendered; paid 0.25 USD
 }
 
+// An agent that retries a paid call, after a dropped connection say, sends
+// the same idempotency key in the call's _meta: the retry gets the first
+// result back, marked as replayed, without the tool running or the token
+// being charged again.
+func Example_idempotency() {
+	iss := kyapaytest.NewIssuer(kyapaytest.WithAudience("seller-1"))
+	defer iss.Close()
+	g, err := kyapaymcpgo.New(newMiddleware(iss), kyapaymcpgo.Config{Tools: map[string]kyapaymcpgo.Requirement{
+		"order": {Requirement: middleware.Pay(middleware.FixedPrice("0.50"))},
+	}})
+	if err != nil {
+		panic(err)
+	}
+	s := server.NewMCPServer("shop", "1.0.0")
+	orders := 0
+	s.AddTool(mcp.NewTool("order", mcp.WithString("item")),
+		func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			orders++
+			return mcp.NewToolResultText(fmt.Sprintf("order #%d placed", orders)), nil
+		})
+	g.Install(s)
+	srv := httptest.NewServer(server.NewStreamableHTTPServer(s))
+	defer srv.Close()
+
+	c := connectExample(srv.URL + "/mcp")
+	defer c.Close()
+	token := iss.Mint(kyapay.TypePay, kyapaytest.Balance("5"))
+	for range 2 {
+		req := mcp.CallToolRequest{}
+		req.Params.Name = "order"
+		req.Params.Arguments = map[string]any{"item": "book", "skyfire-pay-id": token}
+		req.Params.Meta = &mcp.Meta{AdditionalFields: map[string]any{kyapaymcpgo.IdempotencyMetaKey: "order-2f9c"}}
+		res, err := c.CallTool(context.Background(), req)
+		if err != nil {
+			panic(err)
+		}
+		receipt, _ := res.Meta.AdditionalFields[kyapaymcpgo.ReceiptMetaKey].(map[string]any)
+		fmt.Println(text(res), "charged", receipt["amountCharged"],
+			"replayed", res.Meta.AdditionalFields[kyapaymcpgo.ReplayedMetaKey] == true)
+	}
+	fmt.Println("charges:", iss.ChargeCount())
+	// Output:
+	// order #1 placed charged 0.5 replayed false
+	// order #1 placed charged 0.5 replayed true
+	// charges: 1
+}
+
 func newMiddleware(iss *kyapaytest.Issuer) *middleware.Middleware {
 	v, err := kyapay.NewVerifier(kyapay.VerifierConfig{
 		Issuers:    []string{iss.Issuer()}, // in production: kyapay.ProductionIssuer

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"maps"
 	"net/http/httptest"
 	"sort"
 	"strings"
@@ -52,15 +53,37 @@ type recorder struct {
 	// token in _meta, raw whether RawArguments held the token argument.
 	args []string
 	seen []string
+	// metas are the _meta fields each call saw.
+	metas []map[string]any
+	// hook, when set, runs in every call after it was recorded.
+	hook func(name string)
+}
+
+// setHook makes every later call run hook.
+func (r *recorder) setHook(hook func(name string)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.hook = hook
 }
 
 func (r *recorder) saw(req mcp.CallToolRequest) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
+	hook := r.hook
+	defer func() {
+		r.mu.Unlock()
+		if hook != nil {
+			hook(req.Params.Name)
+		}
+	}()
 	if r.calls == nil {
 		r.calls = map[string]int{}
 	}
 	r.calls[req.Params.Name]++
+	if req.Params.Meta != nil {
+		r.metas = append(r.metas, req.Params.Meta.AdditionalFields)
+	} else {
+		r.metas = append(r.metas, nil)
+	}
 	var names []string
 	for k := range req.GetArguments() {
 		names = append(names, k)
@@ -72,7 +95,7 @@ func (r *recorder) saw(req mcp.CallToolRequest) {
 	}
 	if req.Params.Meta != nil {
 		for k := range req.Params.Meta.AdditionalFields {
-			if strings.HasPrefix(k, "xyz.skyfire/") || k == kyapay.HeaderName {
+			if strings.HasPrefix(k, "xyz.skyfire/") && k != kyapaymcpgo.IdempotencyMetaKey || k == kyapay.HeaderName {
 				r.seen = append(r.seen, "meta:"+k)
 			}
 		}
@@ -263,6 +286,8 @@ type call struct {
 	headers    []string
 	meta       string
 	metaHeader string
+	// extra are more _meta fields.
+	extra map[string]any
 }
 
 func (e *env) call(t testing.TB, c *client.Client, name string, cl call) *mcp.CallToolResult {
@@ -287,8 +312,11 @@ func (e *env) callErr(c *client.Client, name string, cl call) (*mcp.CallToolResu
 			req.Header.Add(kyapay.HeaderName, h)
 		}
 	}
-	if cl.meta != "" || cl.metaHeader != "" {
-		req.Params.Meta = &mcp.Meta{AdditionalFields: map[string]any{}}
+	if cl.meta != "" || cl.metaHeader != "" || cl.extra != nil {
+		req.Params.Meta = &mcp.Meta{AdditionalFields: maps.Clone(cl.extra)}
+		if req.Params.Meta.AdditionalFields == nil {
+			req.Params.Meta.AdditionalFields = map[string]any{}
+		}
 		if cl.meta != "" {
 			req.Params.Meta.AdditionalFields[kyapaymcpgo.DefaultMetaKey] = cl.meta
 		}

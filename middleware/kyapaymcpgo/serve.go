@@ -2,9 +2,13 @@ package kyapaymcpgo
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
 
 	"github.com/mark3labs/mcp-go/mcp"
 
+	"github.com/kyapay/kyapay-go/kyapay"
 	"github.com/kyapay/kyapay-go/middleware"
 	"github.com/kyapay/kyapay-go/middleware/mcpgate"
 )
@@ -21,6 +25,10 @@ type resultOps[R any] struct {
 	refusal  func(res *mcp.CallToolResult) R
 	receipt  func(res R, meta *mcp.Meta) R
 	meta     func(res R) *mcp.Meta
+	// stored is res in the shape of a tool result, stored as JSON for
+	// replay; fromStored is the inverse.
+	stored     func(res R) *mcp.CallToolResult
+	fromStored func(res *mcp.CallToolResult) R
 }
 
 var callOps = resultOps[*mcp.CallToolResult]{
@@ -33,6 +41,8 @@ var callOps = resultOps[*mcp.CallToolResult]{
 		c.Meta = meta
 		return &c
 	},
+	stored:     func(r *mcp.CallToolResult) *mcp.CallToolResult { return r },
+	fromStored: func(r *mcp.CallToolResult) *mcp.CallToolResult { return r },
 }
 
 var taskOps = resultOps[*mcp.CreateTaskResult]{
@@ -46,6 +56,12 @@ var taskOps = resultOps[*mcp.CreateTaskResult]{
 		c := *r
 		c.Meta = meta
 		return &c
+	},
+	stored: func(r *mcp.CreateTaskResult) *mcp.CallToolResult {
+		return &mcp.CallToolResult{Result: mcp.Result{Meta: r.Meta}, Content: r.Content, StructuredContent: r.StructuredContent, IsError: r.IsError}
+	},
+	fromStored: func(r *mcp.CallToolResult) *mcp.CreateTaskResult {
+		return &mcp.CreateTaskResult{Result: mcp.Result{Meta: r.Meta}, Content: r.Content, StructuredContent: r.StructuredContent, IsError: r.IsError}
 	},
 }
 
@@ -95,32 +111,94 @@ func serve[R any](g *Gate, ctx context.Context, t *mcpgate.Tool, req mcp.CallToo
 		return res, err
 	}
 
-	actx := context.WithValue(gctx, requestKey{}, &req)
-	grant, err := g.core.Authorize(actx, t, middleware.Input{Token: tok, TokenErr: tokErr})
+	in := middleware.Input{Token: tok, TokenErr: tokErr}
+	var err error
+	in.IdempotencyKey, in.Fingerprint, err = t.Idempotency(metaFields(req.Params.Meta), callArguments(&req.Params))
+	if errors.Is(err, mcpgate.ErrArgumentsNotObject) {
+		var zero R
+		return zero, fmt.Errorf("kyapaymcpgo: %w", err)
+	}
 	if err != nil {
 		return ops.refusal(g.refusal(err)), nil
+	}
+	actx := context.WithValue(gctx, requestKey{}, &req)
+	grant, err := g.core.Authorize(actx, t, in)
+	if err != nil {
+		return ops.refusal(g.refusal(err)), nil
+	}
+	if stored, ok := grant.Replay(); ok {
+		return replay(g, stored, &grant, ops), nil
+	}
+	// finish records how a call with an idempotency key ended: res is
+	// stored for replay when ok, nothing otherwise.
+	keyed := in.IdempotencyKey != ""
+	finish := func(res R, ok bool) {
+		switch {
+		case !keyed:
+		case ok:
+			_ = mcpgate.Finish(gctx, &grant, ops.stored(res))
+		default:
+			_ = mcpgate.Finish(gctx, &grant, nil)
+		}
 	}
 	if st != nil && t.ChargeBefore() {
 		st.grant = &grant
 	}
 	res, herr := next(handlerCtx(&grant, !task), req)
 	if !grant.Pending() {
-		if herr == nil && ops.complete(res) {
+		// Charged before (a round that asks for input is not stored: a
+		// retry runs the tool again, without charging), or free.
+		ok := herr == nil && ops.complete(res)
+		if ok {
 			res = withReceipt(res, &grant, ops)
 		}
+		finish(res, ok)
 		return res, herr
 	}
 	if herr != nil || !ops.final(res) {
 		// Not charged: a Go error, an isError result, or a round that asks
 		// for more input (the final round pays).
 		grant.Abandon()
+		finish(res, false)
 		return res, herr
 	}
 	if _, err := grant.Commit(gctx); err != nil {
-		// Declined or unknown: the output is withheld.
+		// Declined or unknown: the output is withheld. It is kept for a
+		// retry under the same key if the charge is found made.
+		finish(res, true)
 		return ops.refusal(g.refusal(err)), nil
 	}
-	return withReceipt(res, &grant, ops), nil
+	res = withReceipt(res, &grant, ops)
+	finish(res, true)
+	return res, nil
+}
+
+// replay is the stored result of an earlier call with the same idempotency
+// key, marked as replayed.
+func replay[R any](g *Gate, stored []byte, grant *middleware.Grant, ops resultOps[R]) R {
+	var r mcp.CallToolResult
+	if err := json.Unmarshal(stored, &r); err != nil {
+		return ops.refusal(g.refusal(kyapay.NewError(kyapay.CodeInternal, "", fmt.Errorf("kyapaymcpgo: stored result: %w", err))))
+	}
+	res := ops.fromStored(&r)
+	return ops.receipt(res, withFields(ops.meta(res), func(f map[string]any) map[string]any { return mcpgate.ReplayMeta(f, grant) }))
+}
+
+// metaFields returns the fields of a request _meta, nil for none.
+func metaFields(meta *mcp.Meta) map[string]any {
+	if meta == nil {
+		return nil
+	}
+	return meta.AdditionalFields
+}
+
+// callArguments returns the arguments of a call as the client sent them
+// when mcp-go kept their JSON, with numbers exact, else as decoded.
+func callArguments(p *mcp.CallToolParams) any {
+	if len(p.RawArguments) > 0 {
+		return p.RawArguments
+	}
+	return p.Arguments
 }
 
 // withReceipt returns res with the grant's receipt in its _meta, if the
@@ -135,12 +213,13 @@ func withReceipt[R any](res R, grant *middleware.Grant, ops resultOps[R]) R {
 
 // refusal renders a refusal as the isError result an agent reads: the
 // Middleware's text, with where to put the token in MCP, and a
-// [middleware.RefusalDetail] as structuredContent.
+// [middleware.RefusalDetail] as structuredContent; or, for an idempotency
+// key that cannot be honoured, an [mcpgate.IdempotencyDetail].
 func (g *Gate) refusal(err error) *mcp.CallToolResult {
-	d := g.core.RefusalDetail(err)
+	text, detail := g.core.ErrorResult(err)
 	return &mcp.CallToolResult{
-		Content:           []mcp.Content{mcp.NewTextContent(d.Message)},
-		StructuredContent: d,
+		Content:           []mcp.Content{mcp.NewTextContent(text)},
+		StructuredContent: detail,
 		IsError:           true,
 	}
 }

@@ -1,7 +1,7 @@
 // Package mcpgate is the part of selling MCP tools through the gate of a
 // [middleware.Middleware] that does not depend on an MCP SDK: per-tool
 // requirements, where the token of a tool call is found, what tools/list
-// advertises, and the shapes of refusals and receipts.
+// advertises, the shapes of refusals and receipts, and idempotent calls.
 //
 // The front ends github.com/kyapay/kyapay-go/middleware/kyapaymcp (for the
 // official MCP Go SDK) and github.com/kyapay/kyapay-go/middleware/kyapaymcpgo
@@ -56,4 +56,36 @@
 // [middleware.RefusalDetail] itself as its structuredContent. The result of
 // a charged call carries a *[Receipt] under [ReceiptMetaKey] in its _meta
 // ([ReceiptMeta]).
+//
+// # Idempotent calls
+//
+// A call of a paid tool may carry an idempotency key in its request _meta,
+// under [IdempotencyMetaKey] ("xyz.skyfire/idempotency-key"): the MCP form
+// of the Idempotency-Key header of HTTP routes, with the same syntax and
+// rules. An agent that retries a call after a dropped connection or a
+// timeout sends the same key, and pays once. The key is scoped to the
+// token (its issuer and jti) and the tool, and bound to the call's
+// arguments, without the token argument and in a canonical form
+// ([Tool.Idempotency]). The first call with a key reserves it, runs, and
+// its result, receipt included, is stored ([Finish]). A duplicate while
+// it runs is answered with idempotency_conflict and a retryAfterSeconds;
+// a duplicate after it completed gets the stored result, with
+// [ReplayedMetaKey] true in its _meta ([ReplayMeta]), without running the
+// tool or charging; the same key with other arguments is answered with
+// idempotency_key_reused. These answers are tool error results whose
+// structuredContent is an [IdempotencyDetail] ([Gate.ErrorResult]); a key
+// that is not valid gets idempotency_key_invalid. A call that was not
+// charged (refused, a failed tool that charges after success, a charge
+// declined) is not stored: the key is released, and the agent may fix its
+// token and retry with it. A charge of unknown
+// outcome keeps the key until the Middleware resolved it: the retry then
+// gets the result (it was charged) or runs afresh (it was not). Without a
+// key nothing changes: a token is multi-use, and each call is a new
+// purchase. Free and identity tools ignore the key.
+//
+// A front end reads the key and the fingerprint with [Tool.Idempotency]
+// into the [middleware.Input] it authorizes with, delivers
+// [middleware.Grant.Replay] when there is one, and otherwise calls
+// [Finish] once the tool returned and any pending charge was committed or
+// abandoned.
 package mcpgate
