@@ -224,10 +224,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// Cleanup releases the handler's share of the Verifier and the charge
-// client; the last handler to release them stops the Verifier's key
-// refresh and closes the client's idle connections.
+// Cleanup closes the handler's gate (stopping its background
+// reconciliation of charges) and releases its share of the Verifier and
+// the charge client; the last handler to release them stops the
+// Verifier's key refresh and closes the client's idle connections.
 func (h *Handler) Cleanup() error {
+	if h.m != nil {
+		_ = h.m.Close()
+	}
 	if h.verKey != "" {
 		_, _ = verifiers.Delete(h.verKey)
 		h.verKey = ""
