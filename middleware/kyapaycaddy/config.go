@@ -19,6 +19,7 @@ import (
 type resolved struct {
 	verifier verifierSettings
 	charger  chargerSettings
+	redis    *redisSettings // nil: no shared store
 	header   string
 	policy   middleware.StatusPolicy
 	req      middleware.Requirement
@@ -91,7 +92,17 @@ func (h *Handler) resolve() (*resolved, error) {
 		return nil, fieldErr("insecure_any_audience", "set together with seller_id; choose one")
 	}
 	if h.Redis != "" {
-		return nil, fieldErr("redis", "no shared store is available in this version; remove redis (each Caddy instance keeps its own balance memory)")
+		// As for api_key, say only what failed: the text may hold a
+		// password.
+		raw, rerr := repl.ReplaceOrErr(h.Redis, true, true)
+		if rerr != nil {
+			return nil, fieldErr("redis", "a placeholder is unknown or empty (for {env.NAME}, is NAME set in Caddy's environment?)")
+		}
+		rs, perr := parseRedisURL(raw)
+		if perr != nil {
+			return nil, fieldErr("redis", "%v", perr)
+		}
+		out.redis = &rs
 	}
 
 	out.header = h.Header

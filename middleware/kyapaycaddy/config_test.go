@@ -68,7 +68,7 @@ func TestProvisionErrors(t *testing.T) {
 		}`, `kyapay: mcp: tool "search": "cheap" is not a decimal USD amount`},
 		{"redis", `kyapay {
 			redis 127.0.0.1:6379
-		}`, "kyapay: redis: no shared store is available"},
+		}`, "kyapay: redis: not a URL"},
 		{"api_key placeholder unset", `kyapay 0.01 {
 			api_key {env.KYAPAYCADDY_TEST_UNSET}
 		}`, "kyapay: api_key: a placeholder is unknown or empty"},

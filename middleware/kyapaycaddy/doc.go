@@ -57,8 +57,9 @@
 //	api_key_file   a file holding the API key, instead of api_key
 //	api_url        Skyfire's API; default https://api.skyfire.xyz
 //	               (https://api-sandbox.skyfire.xyz in sandbox)
-//	redis          reserved for a store shared by several Caddy instances;
-//	               not available in this version (setting it is an error)
+//	redis          redis://[[user]:password@]host[:port][/db] or rediss://…:
+//	               the Redis server several Caddy instances share (below);
+//	               default: none, each handler keeps its own memory
 //	header         the token header; default skyfire-pay-id
 //	status_policy  seed (default: Skyfire's 402 texts) or status_codes
 //	charge_timeout bound of each charge call; default 15s
@@ -77,7 +78,9 @@
 //	mcp       an MCP endpoint priced per tool (below)
 //
 // Handlers with the same trust settings share one Verifier, whose cached
-// keys survive config reloads; the last handler to go stops it. Errors in
+// keys survive config reloads; the last handler to go stops it. A reload
+// closes the replaced handlers' background work (key refresh,
+// reconciliation of charges, idle connections). Errors in
 // the configuration name the directive and the field ("kyapay: seller_id:
 // required ...").
 //
@@ -91,6 +94,46 @@
 // requirement and a price inside a handle block both hold. Priced
 // directives whose matchers overlap charge each price, so give each request
 // one priced directive (Caddy's not matcher helps).
+//
+// # Several Caddy instances, retries and unknown outcomes
+//
+// A paid request may carry an Idempotency-Key header: its first delivery
+// is charged once and its response (up to 64KiB) kept; a retry with the
+// same key and token, of the same request (method, path, query and body),
+// gets that response back with
+// Idempotent-Replayed: true, without a new charge and without calling the
+// upstream (409 while the first still runs, 422 for the same key on
+// another request). A charge whose outcome is unknown (a timeout, a 5xx) is
+// settled by looking it up in the token's charges, in the background and
+// when the agent retries under the same key. What is known of a token's
+// balance is remembered too, so a depleted token is refused without a
+// charge call.
+//
+// Without redis that state lives in each handler's memory: a reload starts
+// afresh, and behind a load balancer each Caddy instance knows only its
+// own. With redis every handler naming the same server shares it, across
+// reloads and across instances:
+//
+//	{
+//		kyapay {
+//			seller_id {env.SKYFIRE_SELLER_ID}
+//			api_key   {env.SKYFIRE_API_KEY}
+//			redis     {env.KYAPAY_REDIS_URL}   # redis://:PASSWORD@10.0.0.5:6379/0
+//		}
+//	}
+//
+// The URL is the one go-redis parses (its query options, such as pool_size
+// or dial_timeout, are accepted; a password with reserved characters is
+// percent-encoded); rediss:// connects with TLS. Keep the password out of
+// the config with a placeholder, as for api_key: a password written out is
+// warned about, and errors and logs show only the scheme, host, port and
+// database. Handlers with the same URL share one client, kept across
+// reloads and closed with the last handler that uses it; the server must
+// answer a PING when the configuration is loaded (within 5s), or the load
+// fails with an error naming redis and the server. The records live under
+// keys starting with kyapay: and expire with their tokens (24 hours after
+// exp); free and identity-only routes never touch Redis. See
+// [github.com/kyapay/kyapay-go/middleware/kyapayredis].
 //
 // # What the upstream sees
 //

@@ -2,6 +2,7 @@ package kyapaycaddy_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -65,6 +66,7 @@ type env struct {
 	addr     string // host:port of Caddy's site
 	client   *http.Client
 	global   string // extra global options
+	settings string // extra lines of the global kyapay option
 	logs     string // global logging options; default: discard everything
 }
 
@@ -98,13 +100,14 @@ func (e *env) caddyfile(site string) string {
 		seller_id %s
 		api_url %s
 		api_key {env.%s}
+		%s
 	}
 }
 
 http://%s {
 	%s
 }
-`, logs, e.global, e.iss.Issuer(), sellerID, e.iss.APIBaseURL(), apiKeyEnv, e.addr, strings.ReplaceAll(site, "{up}", e.upstream.addr()))
+`, logs, e.global, e.iss.Issuer(), sellerID, e.iss.APIBaseURL(), apiKeyEnv, e.settings, e.addr, strings.ReplaceAll(site, "{up}", e.upstream.addr()))
 }
 
 // load adapts and runs a Caddyfile, replacing the running config.
@@ -166,9 +169,11 @@ func (e *env) do(t testing.TB, method, path, token string, body []byte, headers 
 // getAfterReload is get for the first request after a config reload. On
 // Linux, Caddy's new listener shares the port with the old one
 // (SO_REUSEPORT) while the reload runs, and a connection the kernel queued
-// on the old one is reset when it closes; only such a connection-level
-// failure is retried, a few times.
-func (e *env) getAfterReload(t testing.TB, path, token string) result {
+// on the old one is reset when it closes, and a kept-alive connection the
+// old server closes as the client reuses it ends in EOF; only such
+// connection-level failures are retried, a few times. headers are name,
+// value pairs.
+func (e *env) getAfterReload(t testing.TB, path, token string, headers ...string) result {
 	t.Helper()
 	for try := 0; ; try++ {
 		req, err := http.NewRequest(http.MethodGet, "http://"+e.addr+path, nil)
@@ -176,9 +181,12 @@ func (e *env) getAfterReload(t testing.TB, path, token string) result {
 			t.Fatal(err)
 		}
 		req.Header.Set(kyapay.HeaderName, token)
+		for i := 0; i+1 < len(headers); i += 2 {
+			req.Header.Add(headers[i], headers[i+1])
+		}
 		resp, err := e.client.Do(req)
 		if err != nil {
-			if try < 3 && strings.Contains(err.Error(), "connection reset") {
+			if try < 3 && (strings.Contains(err.Error(), "connection reset") || errors.Is(err, io.EOF)) {
 				continue
 			}
 			t.Fatal(err)

@@ -34,8 +34,8 @@ const (
 // configuration that is usually the same for every route. In a Caddyfile
 // it may be written once as the global option kyapay and is then copied
 // into every kyapay directive, which may override any field. Every string
-// field except Redis may hold Caddy placeholders such as {env.NAME} or
-// {file.PATH}, resolved once when the handler is provisioned.
+// field may hold Caddy placeholders such as {env.NAME} or {file.PATH},
+// resolved once when the handler is provisioned.
 type Settings struct {
 	// Env is the Skyfire environment, "production" or "sandbox": tokens
 	// must carry it in their env claim, and it picks the default Issuers
@@ -69,10 +69,16 @@ type Settings struct {
 	// APIURL is the base URL of Skyfire's API. Default: charge.ProductionBaseURL
 	// or charge.SandboxBaseURL, after Env.
 	APIURL string `json:"api_url,omitempty"`
-	// Redis is reserved for the address of the shared store that lets
-	// several Caddy instances share balances and idempotency state. This
-	// version has no shared store: a non-empty Redis fails provisioning
-	// rather than silently running without it.
+	// Redis is the URL of a Redis server (redis://[[user]:password@]host[:port][/db],
+	// or rediss:// for TLS; go-redis's query options such as pool_size are
+	// accepted) that holds the state the gate shares between Caddy
+	// instances and across reloads: known balances, Idempotency-Key
+	// records and charges of unknown outcome ([kyapayredis.Store]). Empty:
+	// each handler keeps that state in its own memory, lost on reload.
+	// Write the password as a placeholder ({env.KYAPAY_REDIS_URL}): errors
+	// and logs show only the scheme, host, port and database. Handlers with
+	// the same URL share one client; the server must answer a PING when
+	// the handler is provisioned.
 	Redis string `json:"redis,omitempty"`
 	// Header is the request header that carries the token. Default:
 	// "skyfire-pay-id". It is never passed upstream.
@@ -131,6 +137,7 @@ type Handler struct {
 	hNorm   string // the token header, lower case with '-' for '_' and '.'
 	verKey  string // pool key of the shared Verifier, once acquired
 	chgKey  string // pool key of the shared charge client, once acquired
+	rdsKey  string // pool key of the shared Redis store, once acquired
 	logger  *zap.Logger
 	charged bool // the route or one of its tools charges
 }
@@ -167,7 +174,8 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // Provision validates the configuration, resolves its placeholders, and
 // builds the gate. Handlers with the same trust settings share one
 // Verifier (and its cached keys), also across config reloads; handlers
-// with the same API URL and key share one charge client.
+// with the same API URL and key share one charge client, and handlers
+// with the same redis URL one Redis client and store.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	cfg, err := h.resolve()
@@ -176,6 +184,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	if h.Settings.APIKey != "" && !strings.Contains(h.Settings.APIKey, "{") {
 		h.logger.Warn("kyapay: api_key is written out in the config, where Caddy's admin API and autosaved config show it; use {env.SKYFIRE_API_KEY}, a {file.*} placeholder or api_key_file")
+	}
+	if cfg.redis != nil && cfg.redis.opts.Password != "" && !strings.Contains(h.Settings.Redis, "{") {
+		h.logger.Warn("kyapay: redis: the URL's password is written out in the config, where Caddy's admin API and autosaved config show it; use a placeholder such as {env.KYAPAY_REDIS_URL}",
+			zap.String("redis", cfg.redis.desc))
 	}
 
 	ver, err := acquireVerifier(cfg.verifier)
@@ -199,6 +211,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 		h.chgKey = cfg.charger.key()
 		mcfg.Charger = cc
+	}
+	if cfg.redis != nil {
+		st, err := acquireStore(ctx, *cfg.redis)
+		if err != nil {
+			return fmt.Errorf("kyapay: %w", err)
+		}
+		h.rdsKey = cfg.redis.key()
+		mcfg.Store = st
 	}
 	h.m, err = middleware.New(mcfg)
 	if err != nil {
@@ -224,10 +244,20 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// Cleanup releases the handler's share of the Verifier and the charge
-// client; the last handler to release them stops the Verifier's key
-// refresh and closes the client's idle connections.
+// Cleanup closes the handler's gate (stopping its background
+// reconciliation of charges) and releases its share of the Verifier, the
+// charge client and the Redis store; the last handler to release them
+// stops the Verifier's key refresh, closes the charge client's idle
+// connections and closes the Redis client.
 func (h *Handler) Cleanup() error {
+	if h.m != nil {
+		// First: the reconciliation may still be using the store.
+		_ = h.m.Close()
+	}
+	if h.rdsKey != "" {
+		_, _ = redisStores.Delete(h.rdsKey)
+		h.rdsKey = ""
+	}
 	if h.verKey != "" {
 		_, _ = verifiers.Delete(h.verKey)
 		h.verKey = ""

@@ -29,15 +29,27 @@ func goroutinesIn(fn string) int {
 	}
 }
 
+// reconcileLoop is in the stack of each running background reconciliation
+// of a gate (started by its first paid request with an Idempotency-Key,
+// or with a shared store).
+const reconcileLoop = "kyapay-go/middleware.(*Middleware).reconcileLoop("
+
 // loops returns the number of running key refresh loops once it equals
 // want, or after a bound: a loop just started may not be running yet, and
 // one just stopped may still be unwinding.
-func loops(want int) int {
+func loops(want int) int { return running(jwksLoop, want) }
+
+// reconcilers is loops for the gates' reconciliation loops.
+func reconcilers(want int) int { return running(reconcileLoop, want) }
+
+// running returns the number of goroutines in fn once it equals want, or
+// after a bound.
+func running(fn string, want int) int {
 	deadline := time.Now().Add(5 * time.Second)
-	n := goroutinesIn(jwksLoop)
+	n := goroutinesIn(fn)
 	for n != want && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
-		n = goroutinesIn(jwksLoop)
+		n = goroutinesIn(fn)
 	}
 	return n
 }
@@ -119,9 +131,9 @@ func TestSharedVerifier(t *testing.T) {
 }
 
 // Many reloads, each changing the trust settings, leave exactly one
-// Verifier running, and stopping Caddy leaves no goroutine behind: the
-// Verifiers' key refresh and the charge clients' connections are closed
-// on Cleanup. (The routes answer with respond rather than reverse_proxy:
+// Verifier running and no gate's reconciliation, and stopping Caddy leaves
+// no goroutine behind: the gates are closed, and the Verifiers' key
+// refresh and the charge clients' connections are stopped on Cleanup. (The routes answer with respond rather than reverse_proxy:
 // Caddy's reverse_proxy keeps its upstream connections open after a
 // reload until their idle timeout, which is not this module's to close.)
 func TestReloadNoLeak(t *testing.T) {
@@ -157,11 +169,19 @@ func TestReloadNoLeak(t *testing.T) {
 		if n := loops(1); n != 1 {
 			t.Fatalf("reload %d: %d key refresh loops; want 1", i, n)
 		}
+		if n := reconcilers(0); n != 0 {
+			t.Fatalf("reload %d: %d reconciliation loops left by the replaced config; want 0", i, n)
+		}
 		if i%10 == 0 {
 			// Charge through the new config, so its charge client holds a
-			// connection when the next reload releases it.
-			if res := e.getAfterReload(t, "/paid", e.iss.Mint(kyapay.TypePay, kyapayServiceID(i))); res.status != http.StatusOK {
+			// connection when the next reload releases it; the
+			// Idempotency-Key starts its gate's reconciliation.
+			if res := e.getAfterReload(t, "/paid", e.iss.Mint(kyapay.TypePay, kyapayServiceID(i)),
+				"Idempotency-Key", fmt.Sprintf("k-%d", i)); res.status != http.StatusOK {
 				t.Fatalf("reload %d: got %d %q", i, res.status, res.body)
+			}
+			if n := reconcilers(1); n != 1 {
+				t.Fatalf("reload %d: %d reconciliation loops after an idempotent request; want 1", i, n)
 			}
 		}
 	}
@@ -172,6 +192,9 @@ func TestReloadNoLeak(t *testing.T) {
 	tr.CloseIdleConnections()
 	if n := loops(0); n != 0 {
 		t.Errorf("%d key refresh loops after Stop; want 0", n)
+	}
+	if n := reconcilers(0); n != 0 {
+		t.Errorf("%d reconciliation loops after Stop; want 0", n)
 	}
 	if n := settle(base); n > base {
 		t.Errorf("%d goroutines after %d reloads and Stop; %d before", n, reloads, base)
