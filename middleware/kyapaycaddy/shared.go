@@ -5,10 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"net"
-	"net/http"
 	"slices"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -93,16 +90,13 @@ func (s chargerSettings) key() string {
 	return "charger:" + s.baseURL + "\x00" + hex.EncodeToString(sum[:])
 }
 
-// sharedCharger is a pooled charge client with the transport it owns.
-type sharedCharger struct {
-	*charge.Client
-	tr *http.Transport
-}
+// sharedCharger is a pooled charge client.
+type sharedCharger struct{ *charge.Client }
 
 // Destruct closes the client's idle connections (and so their
 // goroutines); nothing else about a charge client needs stopping.
 func (c sharedCharger) Destruct() error {
-	c.tr.CloseIdleConnections()
+	c.CloseIdleConnections()
 	return nil
 }
 
@@ -110,38 +104,17 @@ func (c sharedCharger) Destruct() error {
 // must be paired with chargers.Delete(s.key()).
 func acquireCharger(s chargerSettings) (*charge.Client, error) {
 	val, _, err := chargers.LoadOrNew(s.key(), func() (caddy.Destructor, error) {
-		tr := newTransport()
 		cc, err := charge.New(charge.Config{
-			BaseURL:    s.baseURL,
-			APIKey:     charge.APIKey(s.apiKey),
-			HTTPClient: &http.Client{Transport: tr},
+			BaseURL: s.baseURL,
+			APIKey:  charge.APIKey(s.apiKey),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("api_url: %w", err)
 		}
-		return sharedCharger{Client: cc, tr: tr}, nil
+		return sharedCharger{Client: cc}, nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	return val.(sharedCharger).Client, nil
-}
-
-// newTransport is the charge client's keep-alive transport, the same
-// settings the charge package uses for a client of its own, kept here so
-// that Destruct can close its idle connections.
-func newTransport() *http.Transport {
-	return &http.Transport{
-		Proxy: http.ProxyFromEnvironment,
-		DialContext: (&net.Dialer{
-			Timeout:   5 * time.Second,
-			KeepAlive: 30 * time.Second,
-		}).DialContext,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          128,
-		MaxIdleConnsPerHost:   64,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   5 * time.Second,
-		ExpectContinueTimeout: time.Second,
-	}
 }
