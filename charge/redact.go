@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"strings"
 	"unicode/utf8"
+
+	textclip "github.com/kyapay/kyapay-go/internal/clip"
 )
 
 // Limits on upstream text quoted in an [Error].
@@ -277,12 +279,8 @@ func printable(s string) string {
 // clip shortens s to at most max bytes (plus an ellipsis) on a rune
 // boundary.
 func clip(s string, max int) string {
-	if len(s) <= max {
-		return s
+	if p, cut := textclip.Prefix(s, max); cut {
+		return p + "…"
 	}
-	cut := max
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
+	return s
 }

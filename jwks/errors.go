@@ -4,8 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
-	"unicode/utf8"
+
+	textclip "github.com/kyapay/kyapay-go/internal/clip"
 )
 
 // Errors returned by this package. Compare with [errors.Is]: the returned
@@ -75,14 +75,4 @@ func (e *FetchError) Unwrap() error { return e.Err }
 // they go into an error message.
 // The result is at most 64 bytes, cut at a UTF-8 boundary, followed by a
 // marker giving the full length.
-func clip(s string) string {
-	const max = 64
-	if len(s) <= max {
-		return s
-	}
-	n := max
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…(" + strconv.Itoa(len(s)) + " bytes)"
-}
+func clip(s string) string { return textclip.Marked(s, 64) }

@@ -5,7 +5,8 @@ import (
 	"fmt"
 	"math"
 	"strconv"
-	"unicode/utf8"
+
+	textclip "github.com/kyapay/kyapay-go/internal/clip"
 )
 
 // AmountDecimals is the number of decimal places an [Amount] carries: USD
@@ -223,16 +224,7 @@ const maxQuoted = 64
 // clip shortens untrusted input quoted in an error message or a log to
 // maxQuoted bytes, cut at a UTF-8 boundary, followed by a marker that
 // gives the full length, so a forged 10 KB claim cannot flood a log line.
-func clip(s string) string {
-	if len(s) <= maxQuoted {
-		return s
-	}
-	n := maxQuoted
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…(" + strconv.Itoa(len(s)) + " bytes)"
-}
+func clip(s string) string { return textclip.Marked(s, maxQuoted) }
 
 // clipQuote returns clip(s) as a Go-quoted string. The result is a new
 // string: s may point into a buffer that must not be retained.

@@ -71,16 +71,24 @@ func (t TokenType) String() string {
 	case 0:
 		return "none"
 	}
-	var parts []string
-	for _, one := range []TokenType{TypeKYA, TypePay, TypeKYAPay} {
-		if t&one != 0 {
-			parts = append(parts, one.String())
-		}
-	}
+	parts := t.Names()
 	if t&^AnyType != 0 {
 		parts = append(parts, fmt.Sprintf("TokenType(%#x)", uint8(t&^AnyType)))
 	}
 	return strings.Join(parts, " | ")
+}
+
+// Names returns the names of the known types in the set t, in the order
+// kya, pay, kya-pay: ["pay", "kya-pay"] for TypePay|TypeKYAPay. Unknown
+// bits are left out; an empty set gives nil.
+func (t TokenTypes) Names() []string {
+	var names []string
+	for _, one := range [...]TokenType{TypeKYA, TypePay, TypeKYAPay} {
+		if t&one != 0 {
+			names = append(names, one.String())
+		}
+	}
+	return names
 }
 
 // HasIdentity reports whether tokens of this type carry buyer identity

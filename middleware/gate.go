@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/kyapay/kyapay-go/charge"
+	textclip "github.com/kyapay/kyapay-go/internal/clip"
 	"github.com/kyapay/kyapay-go/kyapay"
 )
 
@@ -17,17 +19,15 @@ import (
 // [Middleware.Authorize] for every request; it is immutable and safe for
 // concurrent use.
 type Route struct {
-	m         *Middleware
-	name      string
-	types     kyapay.TokenTypes
-	fields    []string
-	price     Price
-	fixed     kyapay.Amount // valid when price.kind == priceFixed
-	timing    ChargeTiming
-	format    Format
-	needsPay  bool
-	needsKYA  bool
-	typesText string // precomputed for refusal bodies
+	m        *Middleware
+	name     string
+	types    kyapay.TokenTypes
+	fields   []string
+	price    Price
+	fixed    kyapay.Amount // valid when price.kind == priceFixed
+	timing   ChargeTiming
+	format   Format
+	needsPay bool
 }
 
 // Name returns the route's name ([Requirement.Name]), "" if none was given.
@@ -227,6 +227,13 @@ func (g *Grant) Abandon() {
 	}
 }
 
+// drop abandons a pending charge and releases its idempotency key, if any:
+// the request ends without content to store.
+func (g *Grant) drop(ctx context.Context) {
+	g.Abandon()
+	_ = g.Finish(ctx, nil)
+}
+
 var errAbandoned = errors.New("kyapay/middleware: grant abandoned; nothing charged")
 
 // Authorize is the gate every front end shares: it verifies in.Token,
@@ -306,13 +313,10 @@ func (m *Middleware) Authorize(ctx context.Context, rt *Route, in Input) (Grant,
 	return g, nil
 }
 
-// authorizeDeferred is Authorize for a request that must be charged only
-// once its content is known even on a ChargeBefore route: a conditional
+// authorizeDeferred is Authorize for a request on a paid ChargeBefore
+// route that must be charged only once its content is known: a conditional
 // request that may end in 304 Not Modified (see [ChargeBefore]).
 func (m *Middleware) authorizeDeferred(ctx context.Context, rt *Route, in Input) (Grant, error) {
-	if rt.timing == ChargeAfter || !rt.needsPay || in.NoCharge {
-		return m.Authorize(ctx, rt, in)
-	}
 	after := *rt
 	after.timing = ChargeAfter
 	g, err := m.Authorize(ctx, &after, in)
@@ -391,17 +395,11 @@ const maxLogString = 256
 
 // clip bounds s for a log line, marking what was cut.
 func clip(s string) string {
-	if len(s) <= maxLogString {
-		return s
+	if p, cut := textclip.Prefix(s, maxLogString); cut {
+		return p + "…[" + strconv.Itoa(len(s)-len(p)) + " bytes clipped]"
 	}
-	cut := maxLogString
-	for cut > 0 && !utf8RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…[" + fmt.Sprint(len(s)-cut) + " bytes clipped]"
+	return s
 }
-
-func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
 
 // check applies the route's type and identity-field requirements.
 func (rt *Route) check(c *kyapay.Claims) error {

@@ -513,26 +513,19 @@ func (m *Middleware) precheckShared(ctx context.Context, c *kyapay.Claims, price
 // idempotency key.
 func writeIdempotencyError(w http.ResponseWriter, r *http.Request, e *IdempotencyError) {
 	msg := "ERROR: " + e.Message
-	asJSON, rpcID := wantsJSON(r, e.format)
-	var body []byte
+	d := idemDetail{Error: string(e.Code), Message: msg}
 	h := w.Header()
-	if asJSON {
-		body = idemJSON(e, msg, rpcID)
-		h.Set("Content-Type", "application/json")
-	} else {
-		body = []byte(msg)
-		h.Set("Content-Type", "text/plain; charset=utf-8")
-	}
 	h.Set(CodeHeader, string(e.Code))
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
-	if e.format == FormatAuto {
-		h.Add("Vary", "Accept")
-	}
 	if e.Status == http.StatusConflict {
-		h.Set("Retry-After", strconv.Itoa(int(max(e.RetryAfter, time.Second)/time.Second)))
+		d.RetryAfterSeconds = int(max(e.RetryAfter, time.Second) / time.Second)
+		h.Set("Retry-After", strconv.Itoa(d.RetryAfterSeconds))
 	}
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(e.Status)
-	_, _ = w.Write(body)
+	writeAnswer(w, r, e.format, e.Status, msg, &d)
+}
+
+// idemDetail is the structuredContent of an IdempotencyError's JSON body.
+type idemDetail struct {
+	Error             string `json:"error"`
+	Message           string `json:"message"`
+	RetryAfterSeconds int    `json:"retryAfterSeconds,omitempty"`
 }

@@ -295,11 +295,9 @@ func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // typeList spells an accepted set for humans: "pay or kya-pay".
 func typeList(t kyapay.TokenTypes) string {
-	var parts []string
-	for _, one := range [...]kyapay.TokenType{kyapay.TypeKYA, kyapay.TypePay, kyapay.TypeKYAPay} {
-		if t&one != 0 {
-			parts = append(parts, "`"+one.String()+"`")
-		}
+	parts := t.Names()
+	for i, p := range parts {
+		parts[i] = "`" + p + "`"
 	}
 	switch len(parts) {
 	case 0:

@@ -374,7 +374,8 @@ func (p *protected) serveNext(w http.ResponseWriter, r *http.Request) error {
 func (m *Middleware) Serve(w http.ResponseWriter, r *http.Request, rt *Route, next func(http.ResponseWriter, *http.Request) error) error {
 	in := Input{Request: r, NoCharge: r.Method == http.MethodHead}
 	in.Token, in.TokenErr = m.extract(r)
-	if rt != nil && rt.needsPay && !in.NoCharge && len(r.Header[IdempotencyKeyHeader]) > 0 {
+	charges := rt.needsPay && !in.NoCharge
+	if charges && len(r.Header[IdempotencyKeyHeader]) > 0 {
 		if err := m.readIdempotency(r, rt, &in); err != nil {
 			m.Refuse(w, r, err)
 			return nil
@@ -382,7 +383,7 @@ func (m *Middleware) Serve(w http.ResponseWriter, r *http.Request, rt *Route, ne
 	}
 	var g Grant
 	var err error
-	if rt.needsPay && rt.timing == ChargeBefore && !in.NoCharge && isConditional(r) {
+	if charges && rt.timing == ChargeBefore && isConditional(r) {
 		// A conditional request may end in 304 Not Modified, which delivers
 		// no content: charge it only after the handler, whatever the timing.
 		g, err = m.authorizeDeferred(r.Context(), rt, in)
@@ -447,30 +448,26 @@ func Chargeable(method string, status int) bool {
 func (m *Middleware) serveChargeAfter(w http.ResponseWriter, r *http.Request, rt *Route, g *Grant, next func(http.ResponseWriter, *http.Request) error) error {
 	bw := newBufferedWriter(m.maxBuffer)
 	if err := next(bw, r); err != nil {
-		g.Abandon()
-		_ = g.Finish(r.Context(), nil)
+		g.drop(r.Context())
 		return err
 	}
 	status := bw.statusCode()
 	if bw.overflow {
-		g.Abandon()
-		_ = g.Finish(r.Context(), nil)
+		g.drop(r.Context())
 		m.Refuse(w, r, m.refusal(r.Context(), rt, r, kyapay.NewError(kyapay.CodeInternal, "", errors.New("charge-after response exceeded MaxBufferBytes; not charged")), g.price, g.hasPrice, g.claims))
 		return nil
 	}
 	if err := bw.lengthMismatch(); err != nil {
 		// The handler declared a Content-Length its body does not match: the
 		// client would get a truncated or broken response. A failure.
-		g.Abandon()
-		_ = g.Finish(r.Context(), nil)
+		g.drop(r.Context())
 		m.Refuse(w, r, m.refusal(r.Context(), rt, r, kyapay.NewError(kyapay.CodeInternal, "", err), g.price, g.hasPrice, g.claims))
 		return nil
 	}
 	if !Chargeable(r.Method, status) {
 		// No content (204, 304), a redirect, or a failure: deliver it as the
 		// handler wrote it, charge nothing.
-		g.Abandon()
-		_ = g.Finish(r.Context(), nil)
+		g.drop(r.Context())
 		bw.copyTo(w)
 		return nil
 	}
@@ -639,7 +636,6 @@ func (m *Middleware) charge(ctx context.Context, rt *Route, r *http.Request, tok
 			// The seller's API key was refused even after a re-read: an
 			// operator error, never the buyer's. Logged at Error below.
 			refusal = kyapay.NewError(kyapay.CodeChargeUnavailable, "", err)
-			kind = EventDeclined
 		case charge.ReasonTokenRejected:
 			refusal = kyapay.NewError(kyapay.CodeChargeDeclined, "the payment service rejected the token", err)
 		default:

@@ -177,9 +177,6 @@ func eventLevel(k EventKind) slog.Level {
 // logEvent is the slog consumer of events.
 func logEvent(ctx context.Context, log *slog.Logger, e Event) {
 	level := eventLevel(e.Kind)
-	if e.Kind == EventMismatch && e.HasPrice && e.Amount.Cmp(e.Price) > 0 {
-		level = slog.LevelError
-	}
 	if !log.Enabled(ctx, level) {
 		return
 	}

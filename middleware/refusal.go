@@ -87,16 +87,5 @@ func (m *Middleware) Describe(err error) (*Refusal, RefusalDetail) {
 		ref = m.refusal(context.Background(), nil, nil, err, kyapay.Amount{}, false, nil)
 	}
 	n := normalize(ref)
-	msg := refusalMessage(&n, m.policy.norm())
-	d := RefusalDetail{
-		Error:              n.Err.Code,
-		Message:            msg,
-		AcceptedTokenTypes: append([]string(nil), jsonTypes[acceptedMask(n.Accepted)]...),
-		Header:             n.Header,
-		CreateTokenURL:     DefaultCreateTokenURL,
-	}
-	if n.HasPrice {
-		d.RequiredAmount, d.Currency = n.Price.String(), "USD"
-	}
-	return ref, d
+	return ref, refusalDetail(&n, refusalMessage(&n, m.policy.norm()))
 }

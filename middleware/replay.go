@@ -3,7 +3,6 @@ package middleware
 import (
 	"bytes"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -242,38 +241,4 @@ func (c *captureWriter) encode() []byte {
 		status, h = http.StatusOK, c.ResponseWriter.Header()
 	}
 	return encodeResponse(status, h, c.body.Bytes(), c.max)
-}
-
-// idemJSON is the JSON body of an IdempotencyError: an MCP CallToolResult
-// like a refusal's, wrapped in a JSON-RPC response when the request was
-// one.
-func idemJSON(e *IdempotencyError, msg string, rpcID json.RawMessage) []byte {
-	type detail struct {
-		Error             string `json:"error"`
-		Message           string `json:"message"`
-		RetryAfterSeconds int    `json:"retryAfterSeconds,omitempty"`
-	}
-	type result struct {
-		Content           []textContent `json:"content"`
-		IsError           bool          `json:"isError"`
-		StructuredContent detail        `json:"structuredContent"`
-	}
-	res := &result{Content: []textContent{{Type: "text", Text: msg}}, IsError: true,
-		StructuredContent: detail{Error: string(e.Code), Message: msg}}
-	if e.Status == http.StatusConflict {
-		res.StructuredContent.RetryAfterSeconds = int(max(e.RetryAfter.Seconds(), 1))
-	}
-	var v any = res
-	if rpcID != nil {
-		v = struct {
-			JSONRPC string          `json:"jsonrpc"`
-			ID      json.RawMessage `json:"id"`
-			Result  *result         `json:"result"`
-		}{"2.0", rpcID, res}
-	}
-	body, err := json.Marshal(v)
-	if err != nil {
-		return []byte(`{"content":[{"type":"text","text":"ERROR: idempotency error"}],"isError":true}`)
-	}
-	return body
 }

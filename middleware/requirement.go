@@ -200,13 +200,11 @@ func (r Requirement) compile() (*Route, error) {
 		rt.fields = append(rt.fields, f)
 	}
 	if len(rt.fields) > 0 {
-		rt.needsKYA = true
 		types &^= kyapay.TypePay
 	}
 	if types == 0 {
 		return nil, fmt.Errorf("kyapay/middleware: requirement accepts no token type (types %v, priced %v, identity fields %v)", r.Types, rt.needsPay, rt.fields)
 	}
 	rt.types = types
-	rt.typesText = types.String()
 	return rt, nil
 }

@@ -587,21 +587,7 @@ func writeRefusal(w http.ResponseWriter, r *http.Request, ref *Refusal, policy S
 	status := policy.status(classify(ref.Err.Code))
 	msg := refusalMessage(ref, policy)
 
-	asJSON, rpcID := wantsJSON(r, ref.Format)
-	var body []byte
 	h := w.Header()
-	if asJSON {
-		body = refusalJSON(ref, msg, rpcID)
-		h.Set("Content-Type", "application/json")
-	} else {
-		body = []byte(msg)
-		h.Set("Content-Type", "text/plain; charset=utf-8")
-	}
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
-	if ref.Format == FormatAuto {
-		h.Add("Vary", "Accept")
-	}
 	if status == http.StatusServiceUnavailable {
 		if ref.RetryAfter > 0 {
 			h.Set("Retry-After", strconv.FormatInt(int64((ref.RetryAfter+time.Second-1)/time.Second), 10))
@@ -610,6 +596,31 @@ func writeRefusal(w http.ResponseWriter, r *http.Request, ref *Refusal, policy S
 		}
 	} else {
 		h.Del("Retry-After")
+	}
+	d := refusalDetail(ref, msg)
+	writeAnswer(w, r, ref.Format, status, msg, &d)
+}
+
+// writeAnswer writes a refusal-like answer: msg as plain text, or, when
+// the caller wants JSON ([wantsJSON]), an MCP CallToolResult with isError,
+// msg as its text content and structured as its structuredContent, wrapped
+// in a JSON-RPC response when the request was one. The answer is never
+// cached. Headers the caller set (Retry-After, the code) are kept.
+func writeAnswer(w http.ResponseWriter, r *http.Request, format Format, status int, msg string, structured any) {
+	asJSON, rpcID := wantsJSON(r, format)
+	var body []byte
+	h := w.Header()
+	if asJSON {
+		body = toolResultJSON(msg, structured, rpcID)
+		h.Set("Content-Type", "application/json")
+	} else {
+		body = []byte(msg)
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+	}
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	if format == FormatAuto {
+		h.Add("Vary", "Accept")
 	}
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
@@ -621,7 +632,7 @@ type (
 	toolResult struct {
 		Content           []textContent `json:"content"`
 		IsError           bool          `json:"isError"`
-		StructuredContent RefusalDetail `json:"structuredContent"`
+		StructuredContent any           `json:"structuredContent"`
 	}
 	textContent struct {
 		Type string `json:"type"`
@@ -634,21 +645,30 @@ type (
 	}
 )
 
-func refusalJSON(ref *Refusal, msg string, rpcID json.RawMessage) []byte {
-	res := &toolResult{
-		Content: []textContent{{Type: "text", Text: msg}},
-		IsError: true,
-		StructuredContent: RefusalDetail{
-			Error:              ref.Err.Code,
-			Message:            msg,
-			AcceptedTokenTypes: jsonTypes[acceptedMask(ref.Accepted)],
-			Header:             ref.Header,
-			CreateTokenURL:     DefaultCreateTokenURL,
-		},
+// refusalDetail is the machine-readable description of a normalised
+// refusal whose caller-facing text is msg.
+func refusalDetail(ref *Refusal, msg string) RefusalDetail {
+	d := RefusalDetail{
+		Error:              ref.Err.Code,
+		Message:            msg,
+		AcceptedTokenTypes: append([]string(nil), jsonTypes[acceptedMask(ref.Accepted)]...),
+		Header:             ref.Header,
+		CreateTokenURL:     DefaultCreateTokenURL,
 	}
 	if ref.HasPrice {
-		res.StructuredContent.RequiredAmount = ref.Price.String()
-		res.StructuredContent.Currency = "USD"
+		d.RequiredAmount, d.Currency = ref.Price.String(), "USD"
+	}
+	return d
+}
+
+// toolResultJSON encodes an MCP CallToolResult with isError set, msg as its
+// text content and structured as its structuredContent, wrapped in a
+// JSON-RPC response when rpcID is not nil.
+func toolResultJSON(msg string, structured any, rpcID json.RawMessage) []byte {
+	res := &toolResult{
+		Content:           []textContent{{Type: "text", Text: msg}},
+		IsError:           true,
+		StructuredContent: structured,
 	}
 	var v any = res
 	if rpcID != nil {
@@ -656,8 +676,8 @@ func refusalJSON(ref *Refusal, msg string, rpcID json.RawMessage) []byte {
 	}
 	body, err := json.Marshal(v)
 	if err != nil {
-		// Unreachable: every field is a plain string, bool or a validated
-		// raw id. Fall back to a fixed, valid body.
+		// Unreachable: every field is a plain string, number, bool or a
+		// validated raw id. Fall back to a fixed, valid body.
 		return []byte(`{"content":[{"type":"text","text":"ERROR: internal error"}],"isError":true}`)
 	}
 	return body

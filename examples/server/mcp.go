@@ -92,17 +92,3 @@ func (h payHandler) respond(ctx context.Context) (*mcp.CallToolResult, any, erro
 	}
 	return nil, resp, nil
 }
-
-// identityOf is the answer of GET /kya and of the whoami tool.
-func identityOf(c *kyapay.Claims) identityResponse {
-	return identityResponse{
-		Subject:  c.Subject,
-		Type:     c.Type.String(),
-		Env:      c.Env,
-		Human:    c.Human,
-		Platform: c.Platform,
-		Agent:    c.Agent,
-		ID:       c.ID,
-		Expiry:   c.Expiry.Unix(),
-	}
-}

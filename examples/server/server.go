@@ -330,13 +330,9 @@ type identityResponse struct {
 	Expiry   int64                 `json:"exp"` // Unix seconds, as in the token
 }
 
-func serveKYA(w http.ResponseWriter, r *http.Request) {
-	c, ok := kyapay.FromContext(r.Context())
-	if !ok {
-		http.Error(w, "no verified token", http.StatusInternalServerError)
-		return
-	}
-	writeJSON(w, identityResponse{
+// identityOf is the answer of GET /kya and of the whoami tool.
+func identityOf(c *kyapay.Claims) identityResponse {
+	return identityResponse{
 		Subject:  c.Subject,
 		Type:     c.Type.String(),
 		Env:      c.Env,
@@ -345,7 +341,16 @@ func serveKYA(w http.ResponseWriter, r *http.Request) {
 		Agent:    c.Agent,
 		ID:       c.ID,
 		Expiry:   c.Expiry.Unix(),
-	})
+	}
+}
+
+func serveKYA(w http.ResponseWriter, r *http.Request) {
+	c, ok := kyapay.FromContext(r.Context())
+	if !ok {
+		http.Error(w, "no verified token", http.StatusInternalServerError)
+		return
+	}
+	writeJSON(w, identityOf(c))
 }
 
 // payResponse is the body of GET /pay.

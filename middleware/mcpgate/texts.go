@@ -3,7 +3,6 @@ package mcpgate
 import (
 	"strings"
 
-	"github.com/kyapay/kyapay-go/kyapay"
 	"github.com/kyapay/kyapay-go/middleware"
 )
 
@@ -49,7 +48,7 @@ type ToolInfo struct {
 func (g *Gate) toolInfo(t *Tool) *ToolInfo {
 	rt := t.route
 	info := &ToolInfo{
-		AcceptedTokenTypes: typeList(rt.Accepted()),
+		AcceptedTokenTypes: rt.Accepted().Names(),
 		IdentityFields:     rt.IdentityFields(),
 		Paid:               rt.Paid(),
 		Argument:           g.arg,
@@ -123,17 +122,6 @@ func identityText(info *ToolInfo) string {
 		return ""
 	}
 	return " The token must carry these identity fields: " + strings.Join(info.IdentityFields, ", ") + "."
-}
-
-// typeList is the accepted types as Skyfire's API names them.
-func typeList(t kyapay.TokenTypes) []string {
-	var out []string
-	for _, one := range []kyapay.TokenType{kyapay.TypeKYA, kyapay.TypePay, kyapay.TypeKYAPay} {
-		if t&one != 0 {
-			out = append(out, one.String())
-		}
-	}
-	return out
 }
 
 // orList joins words for a sentence: "kya, pay or kya-pay".
